@@ -1,0 +1,108 @@
+"""The `gateway` command: serve, config check, models."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.settings import Settings, environment
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"gateway: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible governance gateway.")
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the gateway server")
+    serve.add_argument("--config", type=Path, help="config file (default: $GATEWAY_CONFIG or ./gateway.yaml)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; one per core)")
+    serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    serve.add_argument("--access-log", action="store_true", help="log every request line (costs CPU)")
+    serve.set_defaults(handler=cmd_serve)
+
+    config = commands.add_parser("config", help="work with config files")
+    config_commands = config.add_subparsers(title="config commands")
+    check = config_commands.add_parser("check", help="validate a config file and list its models")
+    check.add_argument("file", type=Path)
+    check.set_defaults(handler=cmd_config_check)
+
+    models = commands.add_parser("models", help="list the models a config file serves")
+    models.add_argument("--config", type=Path)
+    models.set_defaults(handler=cmd_models)
+    return parser
+
+
+def resolve(path: Path | None) -> GatewayConfig:
+    return Settings(config=path).resolve() if path else Settings().resolve()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings(config=args.config) if args.config else Settings()
+    config = settings.resolve()  # fail here, with a readable message, rather than in every worker
+    if settings.config is not None:
+        # Worker processes build their app from the environment: hand them the same file.
+        os.environ["GATEWAY_CONFIG"] = str(settings.config.resolve())
+    print(f"gateway {__version__}: {len(config.models)} models, database {mask(config.database_url)}", file=sys.stderr)
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level or settings.log_level,
+        access_log=args.access_log,
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file, env=environment())
+    print(f"{args.file}: ok, {len(config.models)} models")
+    print_models(config)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    print_models(resolve(args.config))
+    return 0
+
+
+def print_models(config: GatewayConfig) -> None:
+    for m in config.models:
+        path = "fake" if m.provider == "fake" else ("direct" if m.is_direct else "litellm")
+        fallbacks = f"  fallbacks: {', '.join(m.fallbacks)}" if m.fallbacks else ""
+        print(f"  {m.name:<24} {m.model:<40} {path}{fallbacks}")
+
+
+def mask(url: str) -> str:
+    """Hide the password of a database URL."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"

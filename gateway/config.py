@@ -1,0 +1,178 @@
+"""The gateway's YAML config file: pydantic models (extra="forbid"), ${ENV} interpolation, readable errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+# Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
+DIRECT_PROVIDERS: dict[str, str | None] = {
+    "openai": "https://api.openai.com/v1",
+    "hosted_vllm": None,
+    "lm_studio": None,
+    "openai_compatible": None,
+    "groq": "https://api.groq.com/openai/v1",
+    "together_ai": "https://api.together.xyz/v1",
+    "deepseek": "https://api.deepseek.com/v1",
+    "fireworks_ai": "https://api.fireworks.ai/inference/v1",
+    "openrouter": "https://openrouter.ai/api/v1",
+    "xai": "https://api.x.ai/v1",
+}
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, the field path and what was expected."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Strict):
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+    cached_input_per_mtok: float | None = Field(default=None, ge=0)
+
+
+class ModelConfig(_Strict):
+    name: str = Field(min_length=1, description="The public name clients send as `model`.")
+    model: str = Field(description='litellm-style "provider/model", e.g. openai/gpt-4o-mini or fake/echo.')
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    fallbacks: tuple[str, ...] = ()
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    price: Price | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    path: Literal["auto", "direct", "litellm"] = "auto"
+
+    @field_validator("model")
+    @classmethod
+    def _has_provider(cls, value: str) -> str:
+        provider, sep, rest = value.partition("/")
+        if not sep or not provider or not rest:
+            raise ValueError('expected "provider/model", e.g. "openai/gpt-4o-mini" or "fake/echo"')
+        return value
+
+    @property
+    def provider(self) -> str:
+        return self.model.partition("/")[0]
+
+    @property
+    def upstream_model(self) -> str:
+        return self.model.partition("/")[2]
+
+    @property
+    def is_direct(self) -> bool:
+        if self.path != "auto":
+            return self.path == "direct"
+        return self.provider in DIRECT_PROVIDERS
+
+    @model_validator(mode="after")
+    def _direct_needs_base(self) -> ModelConfig:
+        if self.provider != "fake" and self.is_direct and not (self.api_base or DIRECT_PROVIDERS.get(self.provider)):
+            raise ValueError(f"api_base is required for provider {self.provider!r} (no default base URL)")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        base = self.api_base or DIRECT_PROVIDERS.get(self.provider) or ""
+        return base.rstrip("/")
+
+
+class GatewayConfig(_Strict):
+    models: tuple[ModelConfig, ...] = ()
+    master_key: SecretStr | None = None
+    database_url: str = "sqlite:///gateway.db"
+    redis_url: str | None = None
+    policies: str | None = None
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    retry_backoff_s: float = Field(default=0.25, ge=0, description="First retry delay; doubles per attempt.")
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        names = [m.name for m in self.models]
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                raise ValueError(f"models[{i}].name: duplicate model name {name!r}")
+            seen.add(name)
+        for i, m in enumerate(self.models):
+            for j, fallback in enumerate(m.fallbacks):
+                if fallback not in seen:
+                    raise ValueError(f"models[{i}].fallbacks[{j}]: unknown model {fallback!r}")
+                if fallback == m.name:
+                    raise ValueError(f"models[{i}].fallbacks[{j}]: a model cannot fall back to itself")
+        return self
+
+    def get_model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def interpolate(value: object, env: Mapping[str, str], where: str = "") -> object:
+    """Replace ${VAR} and ${VAR:-default} in every string of a parsed YAML document."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{where or '(root)'}: environment variable {name} is not set")
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        path = ""
+        for part in item["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {path}: {message}" if path else f"{source}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, *, source: str, env: Mapping[str, str]) -> GatewayConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: (root): expected a mapping of settings, got {type(data).__name__}")
+    try:
+        resolved = interpolate(data, env)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    try:
+        return GatewayConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str]) -> GatewayConfig:
+    """Read and validate a config file; raises ConfigError naming the file, field path and expectation."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: {where}invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_config(data, source=str(path), env=env)

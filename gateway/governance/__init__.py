@@ -1,0 +1,1 @@
+"""Governance stages: authentication, budgets, policies, approvals."""

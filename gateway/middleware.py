@@ -1,0 +1,71 @@
+"""Pure-ASGI middleware: stamps x-request-id on every response and refuses bodies over the size limit."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import PayloadTooLarge
+
+_CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+class RequestMiddleware:
+    """Cheap by construction (no BaseHTTPMiddleware): one header lookup, one wrapped send per request."""
+
+    def __init__(self, app: ASGIApp, *, max_request_bytes: int) -> None:
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and _CLIENT_REQUEST_ID.match(value):
+                request_id = value.decode()  # keep the caller's id so logs line up across services
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else None
+        request_id = request_id or new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        stamp = (b"x-request-id", request_id.encode())
+
+        async def send_stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), stamp]
+            await send(message)
+
+        limit = self.max_request_bytes
+        if length is not None and length > limit:
+            await self._refuse(length, send_stamped)
+            return
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(self._message(received))
+            return message
+
+        await self.app(scope, receive_limited if length is None else receive, send_stamped)
+
+    def _message(self, size: int) -> str:
+        return f"Request body of {size} bytes exceeds this gateway's limit of {self.max_request_bytes} bytes."
+
+    async def _refuse(self, size: int, send: Send) -> None:
+        error = PayloadTooLarge(self._message(size))
+        body = error.body_bytes()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""The governance pipeline: one ordered list of hooks around every model call."""

@@ -1,0 +1,75 @@
+"""Pipeline: the one place that owns hook order, short-circuits, the upstream call and its timings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from gateway.errors import GatewayError, internal_error, sse_error_event
+from gateway.pipeline.context import CallContext
+from gateway.pipeline.hooks import BaseHook, overrides
+from gateway.providers.base import Reply
+from gateway.providers.dispatch import Dispatcher
+
+log = logging.getLogger("gateway.pipeline")
+
+
+class Pipeline:
+    """Runs hooks in the order given around the dispatcher. Hooks that do not override a method cost nothing."""
+
+    def __init__(self, hooks: Sequence[BaseHook], dispatcher: Dispatcher) -> None:
+        self.hooks = tuple(hooks)
+        self.dispatcher = dispatcher
+        self._before = [h.before_request for h in hooks if overrides(h, "before_request")]
+        self._chunk = [h.on_stream_chunk for h in hooks if overrides(h, "on_stream_chunk")]
+        self._after = [h.after_response for h in hooks if overrides(h, "after_response")]
+        self._error = [h.on_error for h in hooks if overrides(h, "on_error")]
+
+    async def run(self, ctx: CallContext) -> Reply | AsyncIterator[bytes]:
+        """Runs the before stages, then the upstream call: a Reply, or for streams an iterator of SSE events.
+        Errors up to a stream's first event raise here, so the client gets a proper HTTP status."""
+        try:
+            for before in self._before:
+                await before(ctx)
+            if ctx.stream:
+                first, events = await self.dispatcher.open_stream(ctx)
+                return self._relay(ctx, first, events)
+            reply = await self.dispatcher.send(ctx)
+            for after in self._after:
+                await after(ctx, reply)
+            return reply
+        except GatewayError as exc:
+            await self._fail(ctx, exc)
+            raise
+
+    async def _relay(self, ctx: CallContext, first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        try:
+            event: bytes | None = first
+            while event is not None:
+                for chunk_hook in self._chunk:
+                    event = await chunk_hook(ctx, event)
+                yield event
+                event = await anext(events, None)
+            for after in self._after:
+                await after(ctx, None)
+        except GatewayError as exc:
+            # Headers are gone: the error becomes the stream's last event.
+            await self._fail(ctx, exc)
+            yield sse_error_event(exc)
+        except Exception as exc:  # noqa: BLE001 - converted, like errors.py does for JSON responses
+            log.exception("stream %s failed", ctx.request_id)
+            error = internal_error(ctx.request_id)
+            await self._fail(ctx, error)
+            yield sse_error_event(error)
+            del exc
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
+    async def _fail(self, ctx: CallContext, error: GatewayError) -> None:
+        ctx.error = error
+        ctx.status_code = error.status_code
+        for on_error in self._error:
+            try:
+                await on_error(ctx, error)
+            except Exception:  # one failing release must not hide the original error or skip the others
+                log.exception("on_error hook failed for %s", ctx.request_id)

@@ -1,0 +1,1 @@
+"""HTTP routers; the only package besides app.py that imports FastAPI."""

@@ -1,0 +1,27 @@
+"""/healthz (the process is up) and /readyz (the database answers); neither needs a key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from gateway.services import Services
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    try:
+        async with services.db.session() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as exc:  # readiness reports the failure instead of raising it
+        return JSONResponse({"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503)
+    return JSONResponse({"status": "ready", "database": "ok", "models": len(services.config.models)})

@@ -1,0 +1,72 @@
+"""POST /v1/chat/completions, /v1/completions and /v1/embeddings (JSON and SSE) through the one pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from gateway.errors import ClientDisconnected
+from gateway.pipeline.context import CallContext, Operation
+from gateway.providers.base import Reply
+
+router = APIRouter(tags=["inference"])
+T = TypeVar("T")
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await relay(request, "chat")
+
+
+@router.post("/v1/completions")
+async def completions(request: Request) -> Response:
+    return await relay(request, "completions")
+
+
+@router.post("/v1/embeddings")
+async def embeddings(request: Request) -> Response:
+    return await relay(request, "embeddings")
+
+
+async def relay(request: Request, operation: Operation) -> Response:
+    """Body in, pipeline, body out: the JSON reply as the upstream's bytes, or the SSE stream."""
+    ctx = CallContext(
+        request_id=request.scope["state"]["request_id"],
+        operation=operation,
+        raw=await request.body(),
+        authorization=request.headers.get("authorization"),
+    )
+    result = await until_disconnect(request, request.app.state.services.pipeline.run(ctx))
+    overhead = {"x-gateway-overhead-ms": f"{ctx.overhead_ms():.3f}"}
+    if isinstance(result, Reply):
+        return Response(result.body, media_type="application/json", headers=overhead)
+    return StreamingResponse(result, media_type="text/event-stream", headers={**STREAM_HEADERS, **overhead})
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Awaits work, cancelling it (and so its upstream request) if the client disconnects meanwhile."""
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone and current.uncancel() == 0:
+            raise ClientDisconnected("The client closed the connection before the answer was ready.") from None
+        raise
+    finally:
+        watcher.cancel()

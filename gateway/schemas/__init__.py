@@ -1,0 +1,1 @@
+"""Wire shapes of the OpenAI-compatible API and the admin API."""

@@ -1,0 +1,45 @@
+"""Settings (pydantic-settings, GATEWAY_ prefix): the only code that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.config import GatewayConfig, load_config, parse_config
+
+DEFAULT_CONFIG_FILE = Path("gateway.yaml")
+
+
+class Settings(BaseSettings):
+    """Process-level settings; scalar ones override the config file's."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    config: Path | None = None
+    master_key: SecretStr | None = None
+    database_url: str | None = None
+    redis_url: str | None = None
+    policies: str | None = None
+    max_request_bytes: int | None = None
+    log_level: str = "info"
+
+    def resolve(self) -> GatewayConfig:
+        """The effective GatewayConfig: the file (if any), then GATEWAY_* overrides."""
+        env = environment()
+        path = self.config or (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
+        base = load_config(path, env=env) if path else parse_config({}, source="(no config file)", env=env)
+        overrides = {
+            name: getattr(self, name)
+            for name in ("master_key", "database_url", "redis_url", "policies", "max_request_bytes")
+            if getattr(self, name) is not None
+        }
+        return base.model_copy(update=overrides) if overrides else base
+
+
+def environment() -> Mapping[str, str]:
+    """A snapshot of the process environment, for ${VAR} interpolation in config files."""
+    return dict(os.environ)

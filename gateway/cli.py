@@ -64,7 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.config is not None:
         # Worker processes build their app from the environment: hand them the same file.
         os.environ["GATEWAY_CONFIG"] = str(settings.config.resolve())
-    print(f"gateway {__version__}: {len(config.models)} models, database {mask(config.database_url)}", file=sys.stderr)
+    print(
+        f"gateway {__version__}: {len(config.models)} models, database {mask(config.database_url)}",
+        file=sys.stderr,
+    )
     uvicorn.run(
         "gateway.app:create_app",
         factory=True,

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {
@@ -77,7 +85,11 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _direct_needs_base(self) -> ModelConfig:
-        if self.provider != "fake" and self.is_direct and not (self.api_base or DIRECT_PROVIDERS.get(self.provider)):
+        if (
+            self.provider != "fake"
+            and self.is_direct
+            and not (self.api_base or DIRECT_PROVIDERS.get(self.provider))
+        ):
             raise ValueError(f"api_base is required for provider {self.provider!r} (no default base URL)")
         return self
 

@@ -60,7 +60,8 @@ def parse_reply(raw: bytes, model: ModelConfig) -> Reply:
         data = None
     if not isinstance(data, dict):
         raise UpstreamError(
-            f"Upstream for model {model.name!r} returned a response that is not a JSON object.", retryable=False
+            f"Upstream for model {model.name!r} returned a response that is not a JSON object.",
+            retryable=False,
         )
     return Reply(raw, data)
 

@@ -97,8 +97,13 @@ class LiteLLMProvider:
 
 def map_litellm_error(exc: Exception, model: ModelConfig) -> GatewayError:
     """litellm's exceptions carry the upstream status; keep its meaning."""
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or type(exc).__name__ in ("Timeout", "APITimeoutError"):
-        return UpstreamTimeout(f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s.")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or type(exc).__name__ in (
+        "Timeout",
+        "APITimeoutError",
+    ):
+        return UpstreamTimeout(
+            f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s."
+        )
     status = getattr(exc, "status_code", None)
     message = str(getattr(exc, "message", None) or exc)
     if type(exc).__name__ == "UnsupportedParamsError":

@@ -78,7 +78,9 @@ class OpenAICompatProvider:
         except GatewayError:
             raise
         except (TimeoutError, asyncio.TimeoutError):
-            raise UpstreamTimeout(f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s.")
+            raise UpstreamTimeout(
+                f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s."
+            )
         except aiohttp.ClientError as exc:
             raise connection_error(model, exc) from exc
         return parse_reply(raw, model)
@@ -109,7 +111,8 @@ class OpenAICompatProvider:
                     if event == DONE_EVENT:
                         return
                 raise UpstreamError(
-                    f"Upstream for model {model.name!r} closed the stream before it finished.", retryable=False
+                    f"Upstream for model {model.name!r} closed the stream before it finished.",
+                    retryable=False,
                 )
         except GatewayError:
             raise
@@ -145,4 +148,6 @@ async def split_events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
 
 def connection_error(model: ModelConfig, exc: aiohttp.ClientError) -> UpstreamError:
     detail = str(exc) or type(exc).__name__
-    return UpstreamError(f"Could not reach the upstream for model {model.name!r} at {model.base_url}: {detail}")
+    return UpstreamError(
+        f"Could not reach the upstream for model {model.name!r} at {model.base_url}: {detail}"
+    )

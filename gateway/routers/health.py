@@ -20,8 +20,10 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     try:
-        async with services.db.session() as session:
-            await session.execute(text("SELECT 1"))
+        async with services.db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
     except Exception as exc:  # readiness reports the failure instead of raising it
-        return JSONResponse({"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503
+        )
     return JSONResponse({"status": "ready", "database": "ok", "models": len(services.config.models)})

@@ -46,7 +46,9 @@ def json_type(value: object) -> str:
 
 
 def invalid_type(param: str, value: object, expected: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid type for '{param}': expected {expected}, but got {json_type(value)}.", param=param)
+    return InvalidRequest(
+        f"Invalid type for '{param}': expected {expected}, but got {json_type(value)}.", param=param
+    )
 
 
 def require_model(body: JSONObject) -> str:
@@ -68,7 +70,8 @@ def check_stream(body: JSONObject) -> bool:
     if options is not None:
         if not stream:
             raise InvalidRequest(
-                "The 'stream_options' parameter is only allowed when 'stream' is enabled.", param="stream_options"
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
             )
         if not isinstance(options, dict):
             raise invalid_type("stream_options", options, "an object")
@@ -93,7 +96,9 @@ def check_number(body: JSONObject, name: str, *, low: float, high: float) -> Non
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise invalid_type(name, value, "a number")
     if not low <= value <= high:
-        raise InvalidRequest(f"Invalid value for '{name}': {value}; it must be between {low} and {high}.", param=name)
+        raise InvalidRequest(
+            f"Invalid value for '{name}': {value}; it must be between {low} and {high}.", param=name
+        )
 
 
 def check_sampling(body: JSONObject) -> None:
@@ -122,7 +127,9 @@ def check_chat(body: JSONObject) -> tuple[str, bool]:
         role = message.get("role")
         if role not in CHAT_ROLES:
             if role is None:
-                raise InvalidRequest(f"Missing required parameter: 'messages[{i}].role'.", param=f"messages[{i}].role")
+                raise InvalidRequest(
+                    f"Missing required parameter: 'messages[{i}].role'.", param=f"messages[{i}].role"
+                )
             raise InvalidRequest(
                 f"Invalid value for 'messages[{i}].role': {role!r}; expected one of {', '.join(sorted(CHAT_ROLES))}.",
                 param=f"messages[{i}].role",
@@ -170,7 +177,8 @@ def check_embedding(body: JSONObject) -> str:
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ("float", "base64"):
         raise InvalidRequest(
-            f"Invalid value for 'encoding_format': {fmt!r}; expected 'float' or 'base64'.", param="encoding_format"
+            f"Invalid value for 'encoding_format': {fmt!r}; expected 'float' or 'base64'.",
+            param="encoding_format",
         )
     if body.get("stream"):
         raise InvalidRequest("Embeddings cannot be streamed.", param="stream")

@@ -1,0 +1,1 @@
+"""Storage: the async database, its tables and their migrations."""

@@ -1,0 +1,62 @@
+"""SQLModel table classes, nothing else."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, DateTime, Integer, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back timezone-aware, on SQLite as on Postgres.
+
+    SQLite keeps no offset, so without this a row would come back naive there and aware on Postgres.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"Timestamp {value.isoformat()} has no timezone; pass datetime.now(UTC).")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# BIGINT outlives 2**31 rows; SQLite needs INTEGER for its primary key to autoincrement.
+BigIntegerKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UsageRecord(SQLModel, table=True):
+    """One model call through the gateway: who, which model, tokens, cost and timings."""
+
+    __tablename__ = "usage_records"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntegerKey)
+    request_id: str = Field(unique=True, index=True)
+    key_id: str | None = Field(default=None, index=True)
+    team_id: str | None = Field(default=None, index=True)
+    model: str = Field(index=True)  # the public name the client sent
+    upstream_model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float
+    overhead_ms: float  # time the gateway itself added on top of the upstream call
+    status_code: int
+    stream: bool
+    error_code: str | None = None
+    created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)

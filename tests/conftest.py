@@ -1,0 +1,88 @@
+"""Shared fixtures: offline environment, configs, the app driven through ASGITransport, the fake upstream."""
+
+from __future__ import annotations
+
+import os
+
+# Offline facts (DESIGN.md §7), set before litellm is first imported; respx only sees httpx traffic.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["DISABLE_AIOHTTP_TRANSPORT"] = "True"
+
+from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+
+from gateway.app import create_app  # noqa: E402
+from gateway.config import GatewayConfig, parse_config  # noqa: E402
+from tests.fake_upstream import FakeUpstream  # noqa: E402
+
+MASTER_KEY = "sk-test-master-0123456789"
+AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
+
+MakeConfig = Callable[..., GatewayConfig]
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
+    upstream_server.reset()
+    yield upstream_server
+    upstream_server.reset()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, upstream_server: FakeUpstream) -> MakeConfig:
+    """A config whose `gpt-test` model reaches the fake upstream on the direct path."""
+
+    def make(*, models: list[dict[str, object]] | None = None, **settings: object) -> GatewayConfig:
+        default_models: list[dict[str, object]] = [
+            {
+                "name": "gpt-test",
+                "model": "openai/gpt-4o-mini",
+                "api_base": upstream_server.base_url,
+                "api_key": "sk-upstream-secret",
+                "timeout_s": 5,
+            },
+            {"name": "demo", "model": "fake/echo"},
+        ]
+        data: dict[str, object] = {
+            "models": default_models if models is None else models,
+            "master_key": MASTER_KEY,
+            "database_url": f"sqlite:///{tmp_path / 'gateway.db'}",
+            "retry_backoff_s": 0.001,
+            **settings,
+        }
+        return parse_config(data, source="test", env={})
+
+    return make
+
+
+@pytest.fixture
+def config(make_config: MakeConfig) -> GatewayConfig:
+    return make_config()
+
+
+@pytest.fixture
+def app(config: GatewayConfig) -> FastAPI:
+    return create_app(config)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):  # ASGITransport does not run the lifespan itself
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as c:
+            yield c
+
+
+def chat(model: str, text: str = "hello", **extra: object) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}

@@ -85,11 +85,7 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _direct_needs_base(self) -> ModelConfig:
-        if (
-            self.provider != "fake"
-            and self.is_direct
-            and not (self.api_base or DIRECT_PROVIDERS.get(self.provider))
-        ):
+        if self.provider != "fake" and self.is_direct and not (self.api_base or DIRECT_PROVIDERS.get(self.provider)):
             raise ValueError(f"api_base is required for provider {self.provider!r} (no default base URL)")
         return self
 

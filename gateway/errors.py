@@ -168,9 +168,7 @@ def error_response(error: GatewayError, request_id: str | None = None) -> Respon
     headers = dict(error.headers)
     if request_id:
         headers["x-request-id"] = request_id
-    return Response(
-        error.body_bytes(), status_code=error.status_code, headers=headers, media_type="application/json"
-    )
+    return Response(error.body_bytes(), status_code=error.status_code, headers=headers, media_type="application/json")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -197,9 +195,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         error: GatewayError
         if exc.status_code == 404:
-            error = NotFound(
-                f"No route {request.method} {request.url.path}; see the README for the API surface."
-            )
+            error = NotFound(f"No route {request.method} {request.url.path}; see the README for the API surface.")
         elif exc.status_code == 405:
             error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
         else:

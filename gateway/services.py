@@ -31,9 +31,7 @@ class Services:
     started_at: int
 
 
-def build_pipeline(
-    config: GatewayConfig, registry: ProviderRegistry, authenticator: Authenticator
-) -> Pipeline:
+def build_pipeline(config: GatewayConfig, registry: ProviderRegistry, authenticator: Authenticator) -> Pipeline:
     """The stage order of DESIGN.md §2; later stages (budgets, guardrails, ...) are inserted here."""
     hooks = [AuthHook(authenticator), ParseHook(), RoutingHook(registry)]
     return Pipeline(hooks, Dispatcher(backoff_s=config.retry_backoff_s))

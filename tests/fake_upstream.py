@@ -205,9 +205,7 @@ class FakeUpstream:
         with self._lock:
             self._scripts.extend(_Script(path, reply) for reply in replies)
 
-    def fail_next(
-        self, status: int, times: int = 1, *, message: str | None = None, path: str | None = None
-    ) -> None:
+    def fail_next(self, status: int, times: int = 1, *, message: str | None = None, path: str | None = None) -> None:
         """Queue `times` OpenAI-shaped error answers with this status."""
         self.script(*[Reply(status=status, json=build_error(status, message))] * times, path=path)
 
@@ -335,9 +333,7 @@ class FakeUpstream:
     async def _answer_default(
         self, request: web.BaseRequest, body: JSONObject | None, reply: Reply
     ) -> web.StreamResponse:
-        if request.method == "GET" and (
-            request.path == "/v1/models" or request.path.startswith("/v1/models/")
-        ):
+        if request.method == "GET" and (request.path == "/v1/models" or request.path.startswith("/v1/models/")):
             return self._answer_models(request.path.removeprefix("/v1/models").strip("/"))
         builders = _POST_ROUTES.get(request.path) if request.method == "POST" else None
         if builders is None:
@@ -354,16 +350,12 @@ class FakeUpstream:
             return _json_response(400, orjson.dumps(build_error(400, str(exc))))
 
     def _answer_models(self, model_id: str) -> web.Response:
-        cards = [
-            {"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self._models
-        ]
+        cards = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in self._models]
         if not model_id:
             return _json_response(200, orjson.dumps({"object": "list", "data": cards}))
         card = next((c for c in cards if c["id"] == model_id), None)
         if card is None:
-            return _json_response(
-                404, orjson.dumps(build_error(404, f"The model '{model_id}' does not exist"))
-            )
+            return _json_response(404, orjson.dumps(build_error(404, f"The model '{model_id}' does not exist")))
         return _json_response(200, orjson.dumps(card))
 
 
@@ -413,9 +405,7 @@ def encode_event(event: bytes | Mapping[str, object]) -> bytes:
 
 
 def build_error(status: int, message: str | None = None, *, code: str | None = None) -> JSONObject:
-    kind, default_code = _ERROR_KINDS.get(
-        status, ("server_error" if status >= 500 else "invalid_request_error", None)
-    )
+    kind, default_code = _ERROR_KINDS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
     text = message or f"Fake upstream error {status}."
     return {"error": {"message": text, "type": kind, "param": None, "code": code or default_code}}
 

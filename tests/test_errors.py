@@ -21,9 +21,7 @@ def test_every_error_class_renders_openai_shape(cls: type[errors.GatewayError]) 
     response = errors.error_response(error, "req_1")
     assert 400 <= response.status_code < 600
     body = orjson.loads(response.body)
-    assert body == {
-        "error": {"message": "what went wrong", "type": cls.type, "param": "messages", "code": cls.code}
-    }
+    assert body == {"error": {"message": "what went wrong", "type": cls.type, "param": "messages", "code": cls.code}}
     assert response.headers["x-request-id"] == "req_1"
 
 

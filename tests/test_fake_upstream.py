@@ -104,9 +104,7 @@ def test_chat_stream_without_usage_sends_role_pieces_finish_done(http: httpx.Cli
 
 
 def test_chat_stream_include_usage_ends_with_usage_chunk(http: httpx.Client) -> None:
-    r = http.post(
-        "/chat/completions", json=chat("a b c", stream=True, stream_options={"include_usage": True})
-    )
+    r = http.post("/chat/completions", json=chat("a b c", stream=True, stream_options={"include_usage": True}))
     *chunks, usage_chunk, done = read_events(r)
     assert done == "[DONE]"
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"

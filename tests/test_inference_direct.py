@@ -16,12 +16,8 @@ def sse_data(text: str) -> list[str]:
     return [block[6:] for block in text.split("\n\n") if block.startswith("data: ")]
 
 
-async def test_chat_forwards_body_and_returns_upstream_bytes(
-    client: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
-    body = chat(
-        "gpt-test", "hello world", seed=7, logprobs=True, response_format={"type": "json_object"}, x_vendor=1
-    )
+async def test_chat_forwards_body_and_returns_upstream_bytes(client: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    body = chat("gpt-test", "hello world", seed=7, logprobs=True, response_format={"type": "json_object"}, x_vendor=1)
     r = await client.post("/v1/chat/completions", headers=AUTH, json=body)
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "hello world"
@@ -62,9 +58,7 @@ async def test_chat_stream_relays_events_in_order(client: httpx.AsyncClient, ups
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 3
 
 
-async def test_completions_and_embeddings_take_the_same_path(
-    client: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
+async def test_completions_and_embeddings_take_the_same_path(client: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     r = await client.post("/v1/completions", headers=AUTH, json={"model": "gpt-test", "prompt": "say this"})
     assert r.status_code == 200 and r.json()["choices"][0]["text"] == "say this"
     assert upstream.last.path == "/v1/completions"
@@ -94,9 +88,7 @@ async def test_completions_and_embeddings_take_the_same_path(
 async def test_bad_input_gets_openai_error_and_never_reaches_upstream(
     client: httpx.AsyncClient, upstream: FakeUpstream, raw: bytes, status: int, param: str | None
 ) -> None:
-    r = await client.post(
-        "/v1/chat/completions", headers={**AUTH, "content-type": "application/json"}, content=raw
-    )
+    r = await client.post("/v1/chat/completions", headers={**AUTH, "content-type": "application/json"}, content=raw)
     assert r.status_code == status
     error = r.json()["error"]
     assert error["param"] == param and error["message"]
@@ -105,9 +97,7 @@ async def test_bad_input_gets_openai_error_and_never_reaches_upstream(
 
 
 @pytest.mark.parametrize("auth", [None, "Bearer wrong-key-000000", "Basic abc"])
-async def test_missing_or_wrong_key_is_401(
-    client: httpx.AsyncClient, upstream: FakeUpstream, auth: str | None
-) -> None:
+async def test_missing_or_wrong_key_is_401(client: httpx.AsyncClient, upstream: FakeUpstream, auth: str | None) -> None:
     headers = {"authorization": auth} if auth else {}
     r = await client.post("/v1/chat/completions", headers=headers, json=chat("gpt-test"))
     assert r.status_code == 401
@@ -130,9 +120,7 @@ async def test_body_over_limit_is_413(make_config: MakeConfig, upstream: FakeUps
     assert upstream.requests == []
 
 
-async def test_upstream_5xx_is_retried_then_succeeds(
-    client: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
+async def test_upstream_5xx_is_retried_then_succeeds(client: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     upstream.fail_next(503, times=2)
     r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", "again"))
     assert r.status_code == 200
@@ -204,9 +192,7 @@ async def test_stream_error_before_first_byte_is_an_http_error(
     assert "no such model upstream" in r.json()["error"]["message"]
 
 
-async def test_stream_broken_midway_ends_with_error_event(
-    client: httpx.AsyncClient, upstream: FakeUpstream
-) -> None:
+async def test_stream_broken_midway_ends_with_error_event(client: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     upstream.script(
         Reply(
             stream_events=[{"choices": [{"index": 0, "delta": {"content": w}}]} for w in "abcd"],
@@ -221,17 +207,13 @@ async def test_stream_broken_midway_ends_with_error_event(
     assert len(upstream.requests) == 1  # never retried once the stream had started
 
 
-async def test_client_disconnect_cancels_upstream_request(
-    make_config: MakeConfig, upstream: FakeUpstream
-) -> None:
+async def test_client_disconnect_cancels_upstream_request(make_config: MakeConfig, upstream: FakeUpstream) -> None:
     import uvicorn
 
     from gateway.app import create_app
 
     upstream.script(Reply(delay_s=3.0))
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(make_config()), host="127.0.0.1", port=0, log_level="warning")
-    )
+    server = uvicorn.Server(uvicorn.Config(create_app(make_config()), host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

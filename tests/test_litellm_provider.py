@@ -90,9 +90,7 @@ async def test_litellm_chat_translates_request_and_response(
     assert route.calls.last.request.headers["x-api-key"] == "sk-ant-test"
 
 
-async def test_litellm_stream_becomes_openai_chunks(
-    client: httpx.AsyncClient, anthropic: respx.MockRouter
-) -> None:
+async def test_litellm_stream_becomes_openai_chunks(client: httpx.AsyncClient, anthropic: respx.MockRouter) -> None:
     anthropic.post("/v1/messages").respond(
         content=anthropic_stream("hello from claude"), headers={"content-type": "text/event-stream"}
     )
@@ -117,9 +115,7 @@ async def test_litellm_upstream_429_keeps_its_meaning_after_retries(
     assert route.call_count == 2  # max_retries: 1
 
 
-async def test_litellm_upstream_400_is_not_retried(
-    client: httpx.AsyncClient, anthropic: respx.MockRouter
-) -> None:
+async def test_litellm_upstream_400_is_not_retried(client: httpx.AsyncClient, anthropic: respx.MockRouter) -> None:
     error = {"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too large"}}
     route = anthropic.post("/v1/messages").respond(status_code=400, json=error)
     r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("claude"))

@@ -81,9 +81,7 @@ def test_check_completion_needs_prompt() -> None:
     assert check_completion({"model": "m", "prompt": ["a", "b"]}) == ("m", False)
 
 
-@pytest.mark.parametrize(
-    ("raw", "fragment"), [(b"", "empty"), (b"{nope", "could not parse"), (b"[1]", "not an array")]
-)
+@pytest.mark.parametrize(("raw", "fragment"), [(b"", "empty"), (b"{nope", "could not parse"), (b"[1]", "not an array")])
 def test_parse_json_body_refuses_non_objects(raw: bytes, fragment: str) -> None:
     with pytest.raises(InvalidRequest, match=fragment):
         parse_json_body(raw)

@@ -20,9 +20,7 @@ class Authenticator:
     def authenticate(self, authorization: str | None) -> Principal:
         """Raises AuthenticationFailed (401) for a missing, malformed or unknown key."""
         if not authorization:
-            raise AuthenticationFailed(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
-            )
+            raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.")
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:

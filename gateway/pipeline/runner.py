@@ -42,9 +42,7 @@ class Pipeline:
             await self._fail(ctx, exc)
             raise
 
-    async def _relay(
-        self, ctx: CallContext, first: bytes, events: AsyncIterator[bytes]
-    ) -> AsyncIterator[bytes]:
+    async def _relay(self, ctx: CallContext, first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
             event: bytes | None = first
             while event is not None:

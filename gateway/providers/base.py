@@ -83,9 +83,7 @@ def upstream_message(raw: bytes) -> str:
     return raw[:300].decode("utf-8", "replace")
 
 
-def error_for_status(
-    status: int, message: str, model: ModelConfig, *, retry_after: str | None = None
-) -> GatewayError:
+def error_for_status(status: int, message: str, model: ModelConfig, *, retry_after: str | None = None) -> GatewayError:
     """Map an upstream HTTP status onto our error classes, keeping 400/404/429 meaning."""
     prefix = f"Upstream for model {model.name!r} answered {status}: {message}"
     if status in (400, 413, 422):

@@ -23,9 +23,7 @@ FALLBACK_ERRORS = (UpstreamError, RateLimited, NotFound)
 class Dispatcher:
     """Owns retries, backoff and fallbacks; a stream is never retried once its first event exists."""
 
-    def __init__(
-        self, *, backoff_s: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    ) -> None:
+    def __init__(self, *, backoff_s: float, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.backoff_s = backoff_s
         self._sleep = sleep
 
@@ -69,9 +67,7 @@ class Dispatcher:
                             break
                         await self._sleep(self._delay(retry, exc))
                 if last is not None:
-                    log.warning(
-                        "model %s failed (%s), trying next deployment", deployment.config.name, last.message
-                    )
+                    log.warning("model %s failed (%s), trying next deployment", deployment.config.name, last.message)
             assert last is not None, "a route has at least one deployment"
             raise last
         finally:

@@ -126,13 +126,7 @@ def chat_completion(model: ModelConfig, body: JSONObject, *, tool: str | None) -
 
 def text_completion(model: ModelConfig, body: JSONObject) -> JSONObject:
     prompt = body.get("prompt", "")
-    text = (
-        prompt
-        if isinstance(prompt, str)
-        else " ".join(str(p) for p in prompt)
-        if isinstance(prompt, list)
-        else ""
-    )
+    text = prompt if isinstance(prompt, str) else " ".join(str(p) for p in prompt) if isinstance(prompt, list) else ""
     return {
         "id": f"cmpl-fake{int(time.time() * 1000)}",
         "object": "text_completion",
@@ -145,9 +139,7 @@ def text_completion(model: ModelConfig, body: JSONObject) -> JSONObject:
 
 def embedding(model: ModelConfig, body: JSONObject) -> JSONObject:
     raw = body.get("input")
-    inputs = (
-        [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
-    )
+    inputs = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
     assert isinstance(inputs, list)
     dims = body.get("dimensions") or 8
     assert isinstance(dims, int)
@@ -190,9 +182,7 @@ def stream_chunks(op: Operation, whole: JSONObject) -> list[JSONObject]:
         index = choice["index"]
         if op == "completions":
             pieces = split_words(choice["text"])
-            chunks += [
-                {**head, "choices": [{"index": index, "text": p, "finish_reason": None}]} for p in pieces
-            ]
+            chunks += [{**head, "choices": [{"index": index, "text": p, "finish_reason": None}]} for p in pieces]
             chunks.append({**head, "choices": [{"index": index, "text": "", "finish_reason": "stop"}]})
             continue
         message = choice["message"]

@@ -101,9 +101,7 @@ def map_litellm_error(exc: Exception, model: ModelConfig) -> GatewayError:
         "Timeout",
         "APITimeoutError",
     ):
-        return UpstreamTimeout(
-            f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s."
-        )
+        return UpstreamTimeout(f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s.")
     status = getattr(exc, "status_code", None)
     message = str(getattr(exc, "message", None) or exc)
     if type(exc).__name__ == "UnsupportedParamsError":

@@ -8,7 +8,6 @@ to the client as the bytes the upstream sent, and streams are relayed event by e
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -77,10 +76,10 @@ class OpenAICompatProvider:
                     )
         except GatewayError:
             raise
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise UpstreamTimeout(
                 f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s."
-            )
+            ) from None
         except aiohttp.ClientError as exc:
             raise connection_error(model, exc) from exc
         return parse_reply(raw, model)
@@ -116,10 +115,10 @@ class OpenAICompatProvider:
                 )
         except GatewayError:
             raise
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise UpstreamTimeout(
                 f"Upstream for model {model.name!r} sent nothing for {model.timeout_s} s during a stream."
-            )
+            ) from None
         except aiohttp.ClientPayloadError as exc:
             raise UpstreamError(
                 f"Upstream for model {model.name!r} broke off the stream: {exc}", retryable=False
@@ -148,6 +147,4 @@ async def split_events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
 
 def connection_error(model: ModelConfig, exc: aiohttp.ClientError) -> UpstreamError:
     detail = str(exc) or type(exc).__name__
-    return UpstreamError(
-        f"Could not reach the upstream for model {model.name!r} at {model.base_url}: {detail}"
-    )
+    return UpstreamError(f"Could not reach the upstream for model {model.name!r} at {model.base_url}: {detail}")

@@ -23,7 +23,5 @@ async def readyz(request: Request) -> JSONResponse:
         async with services.db.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception as exc:  # readiness reports the failure instead of raising it
-        return JSONResponse(
-            {"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503
-        )
+        return JSONResponse({"status": "unavailable", "database": f"error: {type(exc).__name__}"}, status_code=503)
     return JSONResponse({"status": "ready", "database": "ok", "models": len(services.config.models)})

@@ -66,9 +66,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         return await work
     except asyncio.CancelledError:
         if gone and current.uncancel() == 0:
-            raise ClientDisconnected(
-                "The client closed the connection before the answer was ready."
-            ) from None
+            raise ClientDisconnected("The client closed the connection before the answer was ready.") from None
         raise
     finally:
         watcher.cancel()

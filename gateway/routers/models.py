@@ -28,7 +28,5 @@ async def retrieve_model(model: str, request: Request) -> dict[str, object]:
     services: Services = request.app.state.services
     services.authenticator.authenticate(request.headers.get("authorization"))
     if services.config.get_model(model) is None:
-        raise ModelNotFound(
-            f"The model {model!r} does not exist or you do not have access to it.", param="model"
-        )
+        raise ModelNotFound(f"The model {model!r} does not exist or you do not have access to it.", param="model")
     return model_object(services, model)

@@ -46,9 +46,7 @@ def json_type(value: object) -> str:
 
 
 def invalid_type(param: str, value: object, expected: str) -> InvalidRequest:
-    return InvalidRequest(
-        f"Invalid type for '{param}': expected {expected}, but got {json_type(value)}.", param=param
-    )
+    return InvalidRequest(f"Invalid type for '{param}': expected {expected}, but got {json_type(value)}.", param=param)
 
 
 def require_model(body: JSONObject) -> str:
@@ -96,9 +94,7 @@ def check_number(body: JSONObject, name: str, *, low: float, high: float) -> Non
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise invalid_type(name, value, "a number")
     if not low <= value <= high:
-        raise InvalidRequest(
-            f"Invalid value for '{name}': {value}; it must be between {low} and {high}.", param=name
-        )
+        raise InvalidRequest(f"Invalid value for '{name}': {value}; it must be between {low} and {high}.", param=name)
 
 
 def check_sampling(body: JSONObject) -> None:
@@ -127,9 +123,7 @@ def check_chat(body: JSONObject) -> tuple[str, bool]:
         role = message.get("role")
         if role not in CHAT_ROLES:
             if role is None:
-                raise InvalidRequest(
-                    f"Missing required parameter: 'messages[{i}].role'.", param=f"messages[{i}].role"
-                )
+                raise InvalidRequest(f"Missing required parameter: 'messages[{i}].role'.", param=f"messages[{i}].role")
             raise InvalidRequest(
                 f"Invalid value for 'messages[{i}].role': {role!r}; expected one of {', '.join(sorted(CHAT_ROLES))}.",
                 param=f"messages[{i}].role",

@@ -12,11 +12,11 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestMiddleware
-from gateway.routers import health, inference, models
+from gateway.routers import admin, health, inference, models, usage
 from gateway.services import build_services
 from gateway.settings import Settings
 
-ROUTERS = (inference.router, models.router, health.router)
+ROUTERS = (inference.router, models.router, admin.router, usage.router, health.router)
 log = logging.getLogger("gateway")
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import __version__
+from gateway.admin_client import add_admin_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.settings import Settings, environment
 
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.set_defaults(handler=cmd_config_check)
 
+    add_admin_commands(commands)
+
     models = commands.add_parser("models", help="list the models a config file serves")
     models.add_argument("--config", type=Path)
     models.set_defaults(handler=cmd_models)
@@ -61,6 +64,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings(config=args.config) if args.config else Settings()
     config = settings.resolve()  # fail here, with a readable message, rather than in every worker
+    if args.workers > 1 and not config.redis_url:
+        print(
+            "gateway: --workers above 1 needs redis_url (or GATEWAY_REDIS_URL): budgets, reservations and rate "
+            "limits must be shared by the worker processes, or they would each grant the whole budget.",
+            file=sys.stderr,
+        )
+        return 2
     if settings.config is not None:
         # Worker processes build their app from the environment: hand them the same file.
         os.environ["GATEWAY_CONFIG"] = str(settings.config.resolve())

@@ -103,6 +103,7 @@ class GatewayConfig(_Strict):
     policies: str | None = None
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     retry_backoff_s: float = Field(default=0.25, ge=0, description="First retry delay; doubles per attempt.")
+    spool_dir: str = Field(default="spool", description="Where usage records wait to be shipped to the database.")
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -1,15 +1,16 @@
-"""Pure-ASGI middleware: stamps x-request-id on every response and refuses bodies over the size limit."""
+"""Pure-ASGI middleware: stamps x-request-id on every response and refuses bodies over the size limit.
+
+The id is always the gateway's own: it keys usage records, budget reservations and rate windows, so a
+client-chosen id (which a client could repeat) must never stand in for it.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge
-
-_CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def new_request_id() -> str:
@@ -27,14 +28,12 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
         length = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id" and _CLIENT_REQUEST_ID.match(value):
-                request_id = value.decode()  # keep the caller's id so logs line up across services
-            elif name == b"content-length":
+            if name == b"content-length":
                 length = int(value) if value.isdigit() else None
-        request_id = request_id or new_request_id()
+                break
+        request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         stamp = (b"x-request-id", request_id.encode())
 

@@ -1,16 +1,26 @@
-"""Services: what the app holds for its lifetime (config, database, upstream client, registry, pipeline)."""
+"""Services: what the app holds for its lifetime (config, database, caches, counters, spool, pipeline)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 
 import aiohttp
 
 from gateway.config import GatewayConfig
 from gateway.governance.auth import Authenticator, AuthHook
+from gateway.governance.budget import BudgetHook
+from gateway.governance.counters import Counters, MemoryCounters, Period, period_start
+from gateway.governance.keycache import KeyCache
+from gateway.governance.keys import KeyService
+from gateway.governance.ratelimit import RateLimitHook
 from gateway.pipeline.parse import ParseHook
 from gateway.pipeline.routing import RoutingHook
 from gateway.pipeline.runner import Pipeline
@@ -18,6 +28,15 @@ from gateway.providers.dispatch import Dispatcher
 from gateway.providers.openai_compat import OpenAICompatProvider, create_session
 from gateway.providers.registry import ProviderRegistry
 from gateway.storage.db import Database, open_database
+from gateway.usage.meter import MeterHook
+from gateway.usage.pricing import PriceTable
+from gateway.usage.recorder import RecorderHook
+from gateway.usage.report import spent_by_scope
+from gateway.usage.shipper import UsageShipper
+from gateway.usage.spool import UsageSpool
+from gateway.usage.tokens import TokenCounter
+
+log = logging.getLogger("gateway")
 
 
 @dataclass(slots=True)
@@ -27,33 +46,105 @@ class Services:
     http: aiohttp.ClientSession
     registry: ProviderRegistry
     authenticator: Authenticator
+    keys: KeyService
+    key_cache: KeyCache
+    counters: Counters
+    prices: PriceTable
+    spool: UsageSpool
+    shipper: UsageShipper
     pipeline: Pipeline
     started_at: int
 
 
-def build_pipeline(config: GatewayConfig, registry: ProviderRegistry, authenticator: Authenticator) -> Pipeline:
-    """The stage order of DESIGN.md §2; later stages (budgets, guardrails, ...) are inserted here."""
-    hooks = [AuthHook(authenticator), ParseHook(), RoutingHook(registry)]
-    return Pipeline(hooks, Dispatcher(backoff_s=config.retry_backoff_s))
+def build_pipeline(services: Services) -> Pipeline:
+    """The stage order of DESIGN.md §2; later stages (guardrails, tool policy, audit) are inserted here."""
+    hooks = [
+        AuthHook(services.authenticator),
+        ParseHook(),
+        RoutingHook(services.registry),
+        MeterHook(TokenCounter(), services.prices),
+        RateLimitHook(services.counters),
+        BudgetHook(services.counters, services.prices),
+        RecorderHook(services.spool),
+    ]
+    return Pipeline(hooks, Dispatcher(backoff_s=services.config.retry_backoff_s))
+
+
+async def open_counters(config: GatewayConfig, stack: AsyncExitStack) -> tuple[Counters, object | None]:
+    """In memory for one process; in Redis (shared, atomic) when redis_url is set."""
+    if not config.redis_url:
+        counters: Counters = MemoryCounters()
+        stack.push_async_callback(counters.close)
+        return counters, None
+    from gateway.governance.counters_redis import RedisCounters
+
+    redis_counters = await RedisCounters.from_url(config.redis_url)
+    stack.push_async_callback(redis_counters.close)
+    return redis_counters, redis_counters.client
+
+
+async def seed_budgets(db: Database, cache: KeyCache, counters: Counters) -> None:
+    """Spend of the current periods, from the database, so a restart does not forget what was spent."""
+    now = datetime.now(UTC)
+    periods: dict[Period, datetime] = {}
+    for entry in cache.entries():
+        for scope in entry.budgets:
+            periods.setdefault(scope.period, period_start(scope.period, now))
+    spent: dict[tuple[Period, str], dict[str, int]] = {}
+    for period, start in periods.items():
+        for column in ("key_id", "team_id"):
+            spent[(period, column)] = await spent_by_scope(db, since=start, column=column)  # type: ignore[arg-type]
+    for entry in cache.entries():
+        for scope in entry.budgets:
+            kind, _, ident = scope.name.partition(":")
+            amount = spent[(scope.period, "key_id" if kind == "key" else "team_id")].get(ident, 0)
+            await counters.seed_spent(scope.name, scope.period, periods[scope.period], amount)
 
 
 @asynccontextmanager
 async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
-    """Opens the database (running migrations) and the upstream client; closes both on exit."""
+    """Opens everything in order and closes it in reverse; background tasks stop before the spool flushes."""
     master_key = config.master_key.get_secret_value() if config.master_key else None
-    async with open_database(config.database_url) as db:
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(open_database(config.database_url))
+        counters, redis = await open_counters(config, stack)
+        spool = UsageSpool(Path(config.spool_dir))
+        spool.open()
+        shipper = UsageShipper(db, spool)
+        stack.push_async_callback(shipper.close)  # a last flush, then the spool closes
+        shipped = await shipper.ship_leftovers()  # what a previous process left behind
+        if shipped:
+            log.info("shipped %d usage records left by a previous process", shipped)
+        key_cache = KeyCache(db, redis=redis)  # type: ignore[arg-type]
+        await key_cache.reload()
+        await seed_budgets(db, key_cache, counters)
         http = create_session()
+        stack.push_async_callback(http.close)
+        registry = ProviderRegistry(config, direct=OpenAICompatProvider(http))
+        services = Services(
+            config=config,
+            db=db,
+            http=http,
+            registry=registry,
+            authenticator=Authenticator(master_key, key_cache),
+            keys=KeyService(db),
+            key_cache=key_cache,
+            counters=counters,
+            prices=PriceTable(config.models),
+            spool=spool,
+            shipper=shipper,
+            pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
+            started_at=int(time.time()),
+        )
+        services.pipeline = build_pipeline(services)
+        tasks = [asyncio.create_task(shipper.run()), asyncio.create_task(key_cache.run())]
+        if redis is not None:
+            tasks.append(asyncio.create_task(key_cache.listen()))
         try:
-            registry = ProviderRegistry(config, direct=OpenAICompatProvider(http))
-            authenticator = Authenticator(master_key)
-            yield Services(
-                config=config,
-                db=db,
-                http=http,
-                registry=registry,
-                authenticator=authenticator,
-                pipeline=build_pipeline(config, registry, authenticator),
-                started_at=int(time.time()),
-            )
+            yield services
         finally:
-            await http.close()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

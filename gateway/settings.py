@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     policies: str | None = None
     max_request_bytes: int | None = None
     log_level: str = "info"
+    url: str = "http://127.0.0.1:4000"  # where the CLI's admin commands find a running gateway
+    spool_dir: str | None = None
 
     def resolve(self) -> GatewayConfig:
         """The effective GatewayConfig: the file (if any), then GATEWAY_* overrides."""
@@ -34,7 +36,7 @@ class Settings(BaseSettings):
         base = load_config(path, env=env) if path else parse_config({}, source="(no config file)", env=env)
         overrides = {
             name: getattr(self, name)
-            for name in ("master_key", "database_url", "redis_url", "policies", "max_request_bytes")
+            for name in ("master_key", "database_url", "redis_url", "policies", "max_request_bytes", "spool_dir")
             if getattr(self, name) is not None
         }
         return base.model_copy(update=overrides) if overrides else base

@@ -9,21 +9,36 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["DISABLE_AIOHTTP_TRANSPORT"] = "True"
 
+import uuid  # noqa: E402
 from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
+import psycopg  # noqa: E402
 import pytest  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
+from psycopg import sql  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.config import GatewayConfig, parse_config  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 MASTER_KEY = "sk-test-master-0123456789"
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
 
 MakeConfig = Callable[..., GatewayConfig]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, uniquely named database on the local PostgreSQL for one test, dropped afterwards."""
+    name = f"gateway_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"  # plain scheme: must map to psycopg 3
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +73,7 @@ def make_config(tmp_path: Path, upstream_server: FakeUpstream) -> MakeConfig:
             "models": default_models if models is None else models,
             "master_key": MASTER_KEY,
             "database_url": f"sqlite:///{tmp_path / 'gateway.db'}",
+            "spool_dir": str(tmp_path / "spool"),
             "retry_backoff_s": 0.001,
             **settings,
         }

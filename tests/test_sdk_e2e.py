@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import MASTER_KEY
 from tests.fake_upstream import FakeUpstream
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import ServedGateway
 
 
 @pytest.fixture(scope="module")
@@ -40,33 +29,14 @@ models:
     model: openai/text-embedding-3-small
     api_base: {upstream_server.base_url}
 database_url: sqlite:///{folder / "gateway.db"}
+spool_dir: {folder / "spool"}
 """
     )
-    port = free_port()
-    env = {**os.environ, "GATEWAY_MASTER_KEY": MASTER_KEY, "UPSTREAM_KEY": "sk-up"}
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = ServedGateway(config, env={"UPSTREAM_KEY": "sk-up"}).start()
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError(f"gateway did not start: {(folder / 'server.log').read_text()}")
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture

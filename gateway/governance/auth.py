@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hmac
+import time
+from datetime import UTC, datetime
 
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.governance.keycache import KeyCache
+from gateway.governance.keys import hash_key
 from gateway.pipeline.context import CallContext, Principal
 from gateway.pipeline.hooks import BaseHook
 
@@ -12,13 +16,14 @@ MASTER = Principal(key_id=None, name="master", role="admin")
 
 
 class Authenticator:
-    """Checks bearer tokens against the master key (virtual keys join here)."""
+    """Checks bearer tokens against the master key and the virtual-key cache; no database on this path."""
 
-    def __init__(self, master_key: str | None) -> None:
+    def __init__(self, master_key: str | None, keys: KeyCache | None = None) -> None:
         self._master = master_key.encode() if master_key else None
+        self.keys = keys
 
     def authenticate(self, authorization: str | None) -> Principal:
-        """Raises AuthenticationFailed (401) for a missing, malformed or unknown key."""
+        """Raises AuthenticationFailed (401) for a missing, malformed, unknown, revoked or expired key."""
         if not authorization:
             raise AuthenticationFailed("You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.")
         scheme, _, token = authorization.partition(" ")
@@ -27,7 +32,24 @@ class Authenticator:
             raise AuthenticationFailed("Malformed Authorization header; expected 'Bearer YOUR_KEY'.")
         if self._master is not None and hmac.compare_digest(token.encode(), self._master):
             return MASTER
-        raise AuthenticationFailed(f"Incorrect API key provided: {redact(token)}.")
+        entry = self.keys.get(hash_key(token)) if self.keys is not None else None
+        if entry is None:
+            raise AuthenticationFailed(f"Incorrect API key provided: {redact(token)}.")
+        if entry.revoked:
+            raise AuthenticationFailed(f"The API key {entry.prefix}… was revoked.", code="key_revoked")
+        if entry.expires_at is not None and time.time() >= entry.expires_at:
+            when = datetime.fromtimestamp(entry.expires_at, UTC).isoformat()
+            raise AuthenticationFailed(f"The API key {entry.prefix}… expired at {when}.", code="key_expired")
+        return Principal(key_id=entry.id, name=entry.name, role=entry.role, team_id=entry.team_id, key=entry)
+
+
+def require_role(principal: Principal, *roles: str) -> None:
+    """Raises PermissionDenied (403) unless the caller has one of the roles."""
+    if principal.role not in roles:
+        raise PermissionDenied(
+            f"This key has role {principal.role!r}; this endpoint needs {' or '.join(repr(r) for r in roles)}.",
+            code="insufficient_role",
+        )
 
 
 def redact(token: str) -> str:
@@ -42,3 +64,7 @@ class AuthHook(BaseHook):
 
     async def before_request(self, ctx: CallContext) -> None:
         ctx.principal = self.authenticator.authenticate(ctx.authorization)
+        if ctx.principal.role == "viewer":
+            raise PermissionDenied(
+                "Keys with role 'viewer' may read usage but not call models.", code="insufficient_role"
+            )

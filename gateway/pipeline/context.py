@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from gateway.config import ModelConfig
     from gateway.errors import GatewayError
+    from gateway.governance.keycache import KeyEntry
     from gateway.providers.base import Deployment
+    from gateway.usage.pricing import Usage
 
 Operation = Literal["chat", "completions", "embeddings"]
 JSONObject = dict[str, object]
@@ -23,6 +25,7 @@ class Principal:
     name: str
     role: str
     team_id: str | None = None
+    key: KeyEntry | None = None  # None for the master key, which has no limits
 
 
 @dataclass(slots=True)
@@ -42,6 +45,14 @@ class CallContext:
     attempts: int = 0
     status_code: int = 200
     error: GatewayError | None = None
+    prompt_tokens: int | None = None  # counted before the call, when a limit needs it
+    usage: Usage | None = None  # what the upstream reported (or the gateway counted) after the call
+    cost_nanos: int = 0
+    response_headers: dict[str, str] | None = None  # e.g. x-ratelimit-*, added to the HTTP response
+    completed: bool = False  # the after_response stages ran
+    reserved: bool = False  # a budget reservation is held for this call
+    client_wants_usage: bool = False  # the client itself asked for the usage chunk of a stream
+    stream_events: list[bytes] | None = None  # kept to count output tokens if the upstream reports none
 
     def overhead_ms(self) -> float:
         """Time spent in the gateway so far, excluding the time spent waiting on upstreams."""

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from gateway.errors import GatewayError, internal_error, sse_error_event
+from gateway.errors import ClientDisconnected, GatewayError, internal_error, sse_error_event
 from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook, overrides
-from gateway.providers.base import Reply
+from gateway.providers.base import DONE_EVENT, Reply
 from gateway.providers.dispatch import Dispatcher
 
 log = logging.getLogger("gateway.pipeline")
+DISCONNECTED = ClientDisconnected("The client closed the connection before the answer was complete.")
 
 
 class Pipeline:
@@ -41,17 +43,24 @@ class Pipeline:
         except GatewayError as exc:
             await self._fail(ctx, exc)
             raise
+        except asyncio.CancelledError:
+            await self._fail(ctx, DISCONNECTED)
+            raise
 
     async def _relay(self, ctx: CallContext, first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
             event: bytes | None = first
             while event is not None:
+                if event == DONE_EVENT:
+                    # Records and settlements happen before the client sees the end of the stream.
+                    for after in self._after:
+                        await after(ctx, None)
+                    ctx.completed = True
                 for chunk_hook in self._chunk:
                     event = await chunk_hook(ctx, event)
-                yield event
+                if event:
+                    yield event
                 event = await anext(events, None)
-            for after in self._after:
-                await after(ctx, None)
         except GatewayError as exc:
             # Headers are gone: the error becomes the stream's last event.
             await self._fail(ctx, exc)
@@ -62,6 +71,10 @@ class Pipeline:
             await self._fail(ctx, error)
             yield sse_error_event(error)
             del exc
+        except (asyncio.CancelledError, GeneratorExit):
+            if ctx.error is None and not ctx.completed:
+                await self._fail(ctx, DISCONNECTED)
+            raise
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 

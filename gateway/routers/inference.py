@@ -42,10 +42,12 @@ async def relay(request: Request, operation: Operation) -> Response:
         authorization=request.headers.get("authorization"),
     )
     result = await until_disconnect(request, request.app.state.services.pipeline.run(ctx))
-    overhead = {"x-gateway-overhead-ms": f"{ctx.overhead_ms():.3f}"}
+    headers = {"x-gateway-overhead-ms": f"{ctx.overhead_ms():.3f}"}
+    if ctx.response_headers:
+        headers.update(ctx.response_headers)
     if isinstance(result, Reply):
-        return Response(result.body, media_type="application/json", headers=overhead)
-    return StreamingResponse(result, media_type="text/event-stream", headers={**STREAM_HEADERS, **overhead})
+        return Response(result.body, media_type="application/json", headers=headers)
+    return StreamingResponse(result, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})
 
 
 async def until_disconnect(request: Request, work: Awaitable[T]) -> T:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -53,10 +53,51 @@ class UsageRecord(SQLModel, table=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # a float copy for reading by hand; sums use cost_nanos
+    cost_nanos: int = Field(default=0, sa_type=BigInteger, sa_column_kwargs={"server_default": "0"})  # USD x 1e9
     latency_ms: float
     overhead_ms: float  # time the gateway itself added on top of the upstream call
     status_code: int
     stream: bool
     error_code: str | None = None
     created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
+
+
+class Team(SQLModel, table=True):
+    """A group of keys sharing a budget, rate limits and allowed models."""
+
+    __tablename__ = "teams"
+
+    id: str = Field(primary_key=True)
+    name: str = Field(unique=True, index=True)
+    budget_nanos: int | None = Field(default=None, sa_type=BigInteger)  # USD x 1e9; None = no budget
+    budget_period: str = "monthly"
+    rpm: int | None = None
+    tpm: int | None = None
+    allowed_models: list[str] | None = Field(default=None, sa_type=JSON)  # None = every model
+    metadata_: dict[str, object] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
+
+
+class ApiKey(SQLModel, table=True):
+    """A virtual key: stored as its sha256 only; the prefix identifies it in lists and logs."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True)
+    name: str
+    key_hash: str = Field(unique=True, index=True)
+    prefix: str
+    team_id: str | None = Field(default=None, foreign_key="teams.id", index=True)
+    role: str = "member"
+    allowed_models: list[str] | None = Field(default=None, sa_type=JSON)
+    budget_nanos: int | None = Field(default=None, sa_type=BigInteger)
+    budget_period: str = "monthly"
+    rpm: int | None = None
+    tpm: int | None = None
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    metadata_: dict[str, object] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)

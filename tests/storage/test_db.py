@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from psycopg import sql
 from sqlalchemy import Connection, inspect, text
 from sqlmodel import SQLModel, select
 
 from gateway.storage.db import Database, MigrationError, open_database, run_migrations
 from gateway.storage.tables import UsageRecord
 
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/data/gateway.db"  # data/ does not exist yet
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, uniquely named database for one test, dropped afterwards."""
-    name = f"gateway_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"  # plain scheme: must map to psycopg 3
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -59,6 +42,16 @@ def usage_record(request_id: str = "req_1") -> UsageRecord:
         stream=False,
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from gateway.storage import db as storage_db
+
+    head = ScriptDirectory(str(storage_db._MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
 
 
 async def table_names(db: Database) -> list[str]:
@@ -94,7 +87,7 @@ async def test_open_database_twice_keeps_rows_and_schema_version(database_url: s
             await session.commit()
     run_migrations(database_url)  # already at head: nothing to do
     async with open_database(database_url) as db:
-        assert await schema_version(db) == ["0001"]
+        assert await schema_version(db) == [head_revision()]
         async with db.session() as session:
             assert (await session.exec(select(UsageRecord.request_id))).all() == ["req_1"]
 

@@ -1,0 +1,142 @@
+"""The in-memory index of virtual keys the hot path reads, refreshed when keys or teams change.
+
+Every instance polls the tables' newest `updated_at` every `poll_s` (0.5 s), so a revoked key stops
+working within a second everywhere, with or without Redis; with Redis, a change published by one
+instance makes the others reload at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.asyncio import Redis
+from sqlalchemy import func
+from sqlmodel import select
+
+from gateway.governance.counters import BudgetScope, Period, RateScope
+from gateway.storage.db import Database
+from gateway.storage.tables import ApiKey, Team
+
+log = logging.getLogger("gateway.keys")
+CHANNEL = "gw:keys:changed"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """What the hot path needs of a key, with its team's limits folded in."""
+
+    id: str
+    name: str
+    prefix: str
+    role: str
+    team_id: str | None
+    team_name: str | None
+    allowed_models: frozenset[str] | None  # key and team lists intersected; None = every model
+    budgets: tuple[BudgetScope, ...]
+    rates: tuple[RateScope, ...]
+    expires_at: float | None  # POSIX seconds
+    revoked: bool
+
+    def may_use(self, model: str) -> bool:
+        return self.allowed_models is None or model in self.allowed_models
+
+
+def build_entry(key: ApiKey, team: Team | None) -> KeyEntry:
+    budgets: list[BudgetScope] = []
+    rates: list[RateScope] = []
+    allowed = set(key.allowed_models) if key.allowed_models is not None else None
+    if key.budget_nanos is not None:
+        budgets.append(BudgetScope(f"key:{key.id}", key.budget_nanos, period_of(key.budget_period)))
+    if key.rpm or key.tpm:
+        rates.append(RateScope(f"key:{key.id}", key.rpm, key.tpm))
+    if team is not None:
+        if team.budget_nanos is not None:
+            budgets.append(BudgetScope(f"team:{team.id}", team.budget_nanos, period_of(team.budget_period)))
+        if team.rpm or team.tpm:
+            rates.append(RateScope(f"team:{team.id}", team.rpm, team.tpm))
+        if team.allowed_models is not None:
+            allowed = set(team.allowed_models) if allowed is None else allowed & set(team.allowed_models)
+    return KeyEntry(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        role=key.role,
+        team_id=key.team_id,
+        team_name=team.name if team else None,
+        allowed_models=frozenset(allowed) if allowed is not None else None,
+        budgets=tuple(budgets),
+        rates=tuple(rates),
+        expires_at=key.expires_at.timestamp() if key.expires_at else None,
+        revoked=key.revoked_at is not None,
+    )
+
+
+def period_of(value: str) -> Period:
+    assert value in ("daily", "weekly", "monthly", "total"), value
+    return value  # type: ignore[return-value]
+
+
+class KeyCache:
+    """key hash -> KeyEntry, replaced wholesale on change (readers never see a half-built index)."""
+
+    def __init__(self, db: Database, *, poll_s: float = 0.5, redis: Redis | None = None) -> None:
+        self.db = db
+        self.poll_s = poll_s
+        self.redis = redis
+        self._by_hash: dict[str, KeyEntry] = {}
+        self._version: tuple[datetime | None, datetime | None, int] | None = None
+
+    def get(self, key_hash: str) -> KeyEntry | None:
+        return self._by_hash.get(key_hash)
+
+    def entries(self) -> list[KeyEntry]:
+        return [entry for entry in self._by_hash.values() if not entry.revoked]
+
+    async def _current_version(self) -> tuple[datetime | None, datetime | None, int]:
+        async with self.db.session() as session:
+            keys = (await session.exec(select(func.max(ApiKey.updated_at), func.count()).select_from(ApiKey))).one()
+            teams = (await session.exec(select(func.max(Team.updated_at)))).one()
+        return keys[0], teams, keys[1]
+
+    async def reload(self) -> None:
+        version = await self._current_version()
+        async with self.db.session() as session:
+            teams = {t.id: t for t in (await session.exec(select(Team))).all()}
+            keys = (await session.exec(select(ApiKey))).all()
+        self._by_hash = {k.key_hash: build_entry(k, teams.get(k.team_id) if k.team_id else None) for k in keys}
+        self._version = version
+
+    async def refresh_if_changed(self) -> bool:
+        if await self._current_version() == self._version:
+            return False
+        await self.reload()
+        return True
+
+    async def changed(self) -> None:
+        """After a write: reload here, and tell the other instances through Redis when there is one."""
+        await self.reload()
+        if self.redis is not None:
+            await self.redis.publish(CHANNEL, b"1")
+
+    async def run(self) -> None:
+        """Background loop: poll for changes; a database hiccup is logged and retried, never fatal."""
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                await self.refresh_if_changed()
+            except Exception:  # the loop must outlive a database outage
+                log.warning("could not refresh the key cache; keeping the current one", exc_info=True)
+
+    async def listen(self) -> None:
+        """Background loop (Redis only): reload as soon as another instance announces a change."""
+        assert self.redis is not None
+        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(CHANNEL)
+            async for _ in pubsub.listen():
+                try:
+                    await self.refresh_if_changed()
+                except Exception:
+                    log.warning("could not refresh the key cache after a change notice", exc_info=True)

@@ -1,0 +1,180 @@
+"""Virtual keys and teams in the database: create, update, rotate, revoke; secrets are stored as sha256 only."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from gateway.errors import InvalidRequest, NotFound
+from gateway.schemas.admin import KeyCreate, KeyUpdate, TeamCreate, TeamUpdate
+from gateway.storage.db import Database
+from gateway.storage.tables import ApiKey, Team
+from gateway.usage.pricing import nanos
+
+KEY_PREFIX = "sk-gw-"
+VISIBLE_CHARS = 12  # "sk-gw-" and six random characters: enough to tell keys apart, useless to an attacker
+
+
+def hash_key(secret: str) -> str:
+    """Keys carry 190 bits of randomness, so a fast unsalted hash is safe and keeps lookups O(1)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class KeyService:
+    """The only writer of teams and api_keys."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_team(self, spec: TeamCreate) -> Team:
+        team = Team(
+            id="team_" + secrets.token_hex(8),
+            name=spec.name,
+            budget_nanos=nanos(spec.budget) if spec.budget is not None else None,
+            budget_period=spec.period,
+            rpm=spec.rpm,
+            tpm=spec.tpm,
+            allowed_models=list(spec.models) if spec.models is not None else None,
+            metadata_=dict(spec.metadata),
+        )
+        async with self.db.session() as session:
+            session.add(team)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise InvalidRequest(f"A team named {spec.name!r} already exists.", param="name") from None
+        return team
+
+    async def list_teams(self) -> Sequence[Team]:
+        async with self.db.session() as session:
+            return (await session.exec(select(Team).order_by(col(Team.name)))).all()
+
+    async def get_team(self, ref: str) -> Team:
+        """A team by id or by name. Raises NotFound."""
+        async with self.db.session() as session:
+            team = await session.get(Team, ref)
+            if team is None:
+                team = (await session.exec(select(Team).where(Team.name == ref))).first()
+        if team is None:
+            raise NotFound(f"No team {ref!r}.", code="team_not_found")
+        return team
+
+    async def update_team(self, ref: str, spec: TeamUpdate) -> Team:
+        team = await self.get_team(ref)
+        apply_limits(team, spec)
+        async with self.db.session() as session:
+            session.add(team)
+            await session.commit()
+        return team
+
+    async def create_key(self, spec: KeyCreate) -> tuple[ApiKey, str]:
+        """Returns the stored key and its secret, which is never retrievable again."""
+        team_id = (await self.get_team(spec.team)).id if spec.team else None
+        secret = new_secret()
+        key = ApiKey(
+            id="key_" + secrets.token_hex(8),
+            name=spec.name,
+            key_hash=hash_key(secret),
+            prefix=secret[:VISIBLE_CHARS],
+            team_id=team_id,
+            role=spec.role,
+            allowed_models=list(spec.models) if spec.models is not None else None,
+            budget_nanos=nanos(spec.budget) if spec.budget is not None else None,
+            budget_period=spec.period,
+            rpm=spec.rpm,
+            tpm=spec.tpm,
+            expires_at=spec.expires_at,
+            metadata_=dict(spec.metadata),
+        )
+        async with self.db.session() as session:
+            session.add(key)
+            await session.commit()
+        return key, secret
+
+    async def list_keys(self, *, team: str | None = None, include_revoked: bool = False) -> Sequence[ApiKey]:
+        query = select(ApiKey).order_by(col(ApiKey.created_at))
+        if team:
+            query = query.where(ApiKey.team_id == (await self.get_team(team)).id)
+        if not include_revoked:
+            query = query.where(col(ApiKey.revoked_at).is_(None))
+        async with self.db.session() as session:
+            return (await session.exec(query)).all()
+
+    async def get_key(self, ref: str) -> ApiKey:
+        """A key by id or by its visible prefix. Raises NotFound."""
+        async with self.db.session() as session:
+            key = await session.get(ApiKey, ref)
+            if key is None:
+                key = (await session.exec(select(ApiKey).where(ApiKey.prefix == ref))).first()
+        if key is None:
+            raise NotFound(f"No key {ref!r}.", code="key_not_found")
+        return key
+
+    async def update_key(self, ref: str, spec: KeyUpdate) -> ApiKey:
+        key = await self.get_key(ref)
+        if key.revoked_at is not None:
+            raise InvalidRequest(f"Key {key.prefix} is revoked; create a new one.", param="key")
+        fields = spec.model_fields_set
+        if "team" in fields:
+            key.team_id = (await self.get_team(spec.team)).id if spec.team else None
+        if "role" in fields and spec.role is not None:
+            key.role = spec.role
+        if "name" in fields and spec.name is not None:
+            key.name = spec.name
+        if "expires_at" in fields:
+            key.expires_at = spec.expires_at
+        apply_limits(key, spec)
+        return await self._save(key)
+
+    async def rotate_key(self, ref: str) -> tuple[ApiKey, str]:
+        """A new secret for the same key (same id, budgets and usage); the old secret stops working."""
+        key = await self.get_key(ref)
+        if key.revoked_at is not None:
+            raise InvalidRequest(f"Key {key.prefix} is revoked; create a new one.", param="key")
+        secret = new_secret()
+        key.key_hash, key.prefix = hash_key(secret), secret[:VISIBLE_CHARS]
+        return await self._save(key), secret
+
+    async def revoke_key(self, ref: str) -> ApiKey:
+        key = await self.get_key(ref)
+        if key.revoked_at is None:
+            key.revoked_at = now()
+        return await self._save(key)
+
+    async def _save(self, key: ApiKey) -> ApiKey:
+        key.updated_at = now()
+        async with self.db.session() as session:
+            session.add(key)
+            await session.commit()
+        return key
+
+
+def apply_limits(row: ApiKey | Team, spec: KeyUpdate | TeamUpdate) -> None:
+    """Copies the limit fields a PATCH named (null clears a limit) onto a key or team row."""
+    fields = spec.model_fields_set
+    if "budget" in fields:
+        row.budget_nanos = nanos(spec.budget) if spec.budget is not None else None
+    if "period" in fields and spec.period is not None:
+        row.budget_period = spec.period
+    if "rpm" in fields:
+        row.rpm = spec.rpm
+    if "tpm" in fields:
+        row.tpm = spec.tpm
+    if "models" in fields:
+        row.allowed_models = list(spec.models) if spec.models is not None else None
+    if "metadata" in fields and spec.metadata is not None:
+        row.metadata_ = dict(spec.metadata)
+    row.updated_at = now()

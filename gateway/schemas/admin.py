@@ -1,0 +1,95 @@
+"""Request and response models of the admin API (/admin/keys, /admin/teams, /admin/usage)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Role = Literal["admin", "member", "approver", "viewer"]
+Period = Literal["daily", "weekly", "monthly", "total"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Limits(_Body):
+    budget: float | None = Field(default=None, ge=0, description="USD per period; null = no budget")
+    period: Period | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    models: list[str] | None = Field(default=None, description="allowed public model names; null = all")
+    metadata: dict[str, object] | None = None
+
+
+class TeamCreate(Limits):
+    name: str = Field(min_length=1, max_length=200)
+    period: Period = "monthly"
+    metadata: dict[str, object] = Field(default_factory=dict)
+
+
+class TeamUpdate(Limits):
+    pass
+
+
+class KeyCreate(Limits):
+    name: str = Field(min_length=1, max_length=200)
+    team: str | None = Field(default=None, description="team id or name")
+    role: Role = "member"
+    period: Period = "monthly"
+    expires_at: datetime | None = None
+    metadata: dict[str, object] = Field(default_factory=dict)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("expires_at needs a timezone, e.g. 2026-12-31T00:00:00Z")
+        return value
+
+
+class KeyUpdate(Limits):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    team: str | None = None
+    role: Role | None = None
+    expires_at: datetime | None = None
+
+
+class TeamOut(BaseModel):
+    id: str
+    name: str
+    budget: float | None
+    period: str
+    rpm: int | None
+    tpm: int | None
+    models: list[str] | None
+    metadata: dict[str, object]
+    created_at: datetime
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    team_id: str | None
+    role: str
+    models: list[str] | None
+    budget: float | None
+    period: str
+    rpm: int | None
+    tpm: int | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    metadata: dict[str, object]
+    created_at: datetime
+    key: str | None = Field(default=None, description="the secret; present only in create and rotate answers")
+
+
+class BudgetOut(BaseModel):
+    scope: str
+    budget: float | None
+    period: str
+    spent: float
+    reserved: float

@@ -1,0 +1,55 @@
+"""The record stage: one usage record per call, appended to the spool before the response completes."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from gateway.errors import GatewayError
+from gateway.pipeline.context import CallContext
+from gateway.pipeline.hooks import BaseHook
+from gateway.providers.base import Reply
+from gateway.usage.pricing import usd
+from gateway.usage.spool import UsageSpool
+
+
+def usage_record(ctx: CallContext) -> dict[str, object]:
+    principal = ctx.principal
+    usage = ctx.usage
+    elapsed = time.perf_counter() - ctx.started
+    # Dated by the request's start: the budget period that admitted the call is the one it is charged to.
+    started_at = datetime.now(UTC) - timedelta(seconds=elapsed)
+    return {
+        "request_id": ctx.request_id,
+        "key_id": principal.key_id if principal else None,
+        "team_id": principal.team_id if principal else None,
+        "model": ctx.model,
+        "upstream_model": ctx.deployment.model if ctx.deployment else None,
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "cached_tokens": usage.cached_tokens if usage else 0,
+        "cost_nanos": ctx.cost_nanos,
+        "cost_usd": usd(ctx.cost_nanos),
+        "latency_ms": round(elapsed * 1000, 3),
+        "overhead_ms": round(ctx.overhead_ms(), 3),
+        "status_code": ctx.status_code,
+        "stream": ctx.stream,
+        "error_code": ctx.error.code if ctx.error else None,
+        "created_at": started_at.isoformat(),
+    }
+
+
+class RecorderHook(BaseHook):
+    """Records every call of an authenticated caller, failed ones included; anonymous 401s are not recorded."""
+
+    name = "recorder"
+
+    def __init__(self, spool: UsageSpool) -> None:
+        self.spool = spool
+
+    async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
+        self.spool.append(usage_record(ctx))
+
+    async def on_error(self, ctx: CallContext, error: GatewayError) -> None:
+        if ctx.principal is not None:
+            self.spool.append(usage_record(ctx))

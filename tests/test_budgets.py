@@ -1,0 +1,140 @@
+"""Budgets as reservations and rate limits, end to end through the app: exact under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+
+from gateway.config import GatewayConfig
+from tests.conftest import AUTH, MakeConfig, chat
+from tests.fake_upstream import FakeUpstream
+
+# $0.001 per output token and free input: one request with max_tokens=1 costs exactly $0.001.
+PRICED = {"name": "priced", "model": "fake/echo", "price": {"input_per_mtok": 0, "output_per_mtok": 1000}}
+
+
+@pytest.fixture
+def config(make_config: MakeConfig, upstream_server: FakeUpstream) -> GatewayConfig:
+    direct = {
+        "name": "gpt-test",
+        "model": "openai/gpt-4o-mini",
+        "api_base": upstream_server.base_url,
+        "price": {"input_per_mtok": 1000, "output_per_mtok": 1000},
+    }
+    return make_config(models=[PRICED, direct, {"name": "demo", "model": "fake/echo"}])
+
+
+async def new_key(client: httpx.AsyncClient, **spec: object) -> str:
+    r = await client.post("/admin/keys", headers=AUTH, json={"name": "budgeted", **spec})
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"])
+
+
+async def usage_rows(app: FastAPI) -> list[dict[str, object]]:
+    services = app.state.services
+    await services.shipper.flush()
+    from sqlmodel import select
+
+    from gateway.storage.tables import UsageRecord
+
+    async with services.db.session() as session:
+        return [r.model_dump() for r in (await session.exec(select(UsageRecord))).all()]
+
+
+async def test_200_concurrent_requests_never_overspend_a_budget_of_50(client: httpx.AsyncClient, app: FastAPI) -> None:
+    secret = await new_key(client, budget=0.05)
+    headers = {"authorization": f"Bearer {secret}"}
+    body = chat("priced", "hi", max_tokens=1)
+    results = await asyncio.gather(
+        *(client.post("/v1/chat/completions", headers=headers, json=body) for _ in range(200))
+    )
+    statuses = [r.status_code for r in results]
+    assert statuses.count(200) == 50 and statuses.count(429) == 150
+    refused = next(r for r in results if r.status_code == 429).json()["error"]
+    assert refused["code"] == "budget_exceeded" and "$0.050000" in refused["message"]
+    budgets = (await client.get("/admin/budgets", headers=AUTH)).json()["data"]
+    assert [(b["spent"], b["reserved"]) for b in budgets] == [(0.05, 0.0)]
+    rows = await usage_rows(app)
+    assert len(rows) == 200
+    assert sum(int(r["cost_nanos"]) for r in rows) == 50_000_000  # exactly the budget, to the nano-dollar
+    assert sorted({int(r["status_code"]) for r in rows}) == [200, 429]
+
+
+async def test_budget_boundary_exactly_at_budget_passes_one_cent_over_fails(client: httpx.AsyncClient) -> None:
+    secret = await new_key(client, budget=0.002)
+    headers = {"authorization": f"Bearer {secret}"}
+    for _ in range(2):  # $0.001 each: the second lands exactly on the budget
+        r = await client.post("/v1/chat/completions", headers=headers, json=chat("priced", "hi", max_tokens=1))
+        assert r.status_code == 200
+    r = await client.post("/v1/chat/completions", headers=headers, json=chat("priced", "hi", max_tokens=1))
+    assert r.status_code == 429 and r.json()["error"]["type"] == "insufficient_quota"
+
+
+async def test_failed_call_releases_its_reservation(client: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    secret = await new_key(client, budget=1.0)
+    headers = {"authorization": f"Bearer {secret}"}
+    upstream.fail_next(500, times=3)
+    r = await client.post("/v1/chat/completions", headers=headers, json=chat("gpt-test", "hello", max_tokens=10))
+    assert r.status_code == 502
+    budgets = (await client.get("/admin/budgets", headers=AUTH)).json()["data"]
+    assert [(b["spent"], b["reserved"]) for b in budgets] == [(0.0, 0.0)]
+
+
+async def test_team_budget_binds_all_its_keys(client: httpx.AsyncClient) -> None:
+    r = await client.post("/admin/teams", headers=AUTH, json={"name": "t", "budget": 0.003})
+    assert r.status_code == 201
+    keys = [await new_key(client, team="t") for _ in range(2)]
+    statuses = []
+    for i in range(4):
+        r = await client.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {keys[i % 2]}"},
+            json=chat("priced", "hi", max_tokens=1),
+        )
+        statuses.append(r.status_code)
+    assert statuses == [200, 200, 200, 429]
+
+
+async def test_stream_usage_is_requested_upstream_and_stripped_for_the_client(
+    client: httpx.AsyncClient, app: FastAPI, upstream: FakeUpstream
+) -> None:
+    secret = await new_key(client, budget=1.0)
+    body = chat("gpt-test", "three words here", stream=True, max_tokens=10)
+    r = await client.post("/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=body)
+    assert r.status_code == 200
+    events = [e[6:] for e in r.text.split("\n\n") if e.startswith("data: ")]
+    assert all('"usage":{' not in e for e in events)  # the client did not ask for usage
+    assert upstream.last.body is not None and upstream.last.body["stream_options"] == {"include_usage": True}
+    (row,) = await usage_rows(app)
+    assert row["completion_tokens"] == 3 and row["stream"] is True and row["status_code"] == 200
+    assert int(row["cost_nanos"]) > 0
+
+
+async def test_rpm_limit_returns_429_with_retry_after_and_headers(client: httpx.AsyncClient) -> None:
+    secret = await new_key(client, rpm=2)
+    headers = {"authorization": f"Bearer {secret}"}
+    first = await client.post("/v1/chat/completions", headers=headers, json=chat("demo"))
+    assert first.status_code == 200
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    assert (await client.post("/v1/chat/completions", headers=headers, json=chat("demo"))).status_code == 200
+    r = await client.post("/v1/chat/completions", headers=headers, json=chat("demo"))
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert r.headers["x-ratelimit-remaining-requests"] == "0"
+
+
+async def test_usage_report_groups_by_model(client: httpx.AsyncClient, app: FastAPI) -> None:
+    secret = await new_key(client)
+    for model in ("priced", "priced", "demo"):
+        await client.post("/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=chat(model, "hi"))
+    await app.state.services.shipper.flush()
+    r = await client.get("/admin/usage", headers=AUTH, params={"group_by": "model"})
+    rows = {row["group"]: row for row in r.json()["data"]}
+    assert rows["priced"]["requests"] == 2 and rows["demo"]["requests"] == 1
+    assert orjson.loads(r.content)["group_by"] == "model"

@@ -13,7 +13,8 @@ ENV LITELLM_LOCAL_MODEL_COST_MAP=True \
     HF_HUB_OFFLINE=1 \
     PYTHONUNBUFFERED=1 \
     GATEWAY_CONFIG=/app/gateway.yaml \
-    GATEWAY_DATABASE_URL=sqlite:////data/gateway.db
+    GATEWAY_DATABASE_URL=sqlite:////data/gateway.db \
+    GATEWAY_SPOOL_DIR=/data/spool
 RUN useradd --create-home --uid 10001 gateway && mkdir -p /data /app && chown gateway /data /app
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

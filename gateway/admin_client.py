@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from gateway.settings import Settings
+from gateway.usage.report import UsageRow, render_csv, render_json, render_table
 
 LIMIT_FLAGS = ("budget", "period", "rpm", "tpm", "models")
 
@@ -144,17 +145,9 @@ def cmd_usage(args: argparse.Namespace) -> int:
         if value:
             params[param] = value
     data = request(args, "GET", "/admin/usage", params=params)
-    if args.format == "json" or args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    rows = data["data"]
-    columns = ("group", "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
-    if args.format == "csv":
-        print(",".join(columns))
-        for row in rows:
-            print(",".join(str(row[c]) for c in columns))
-        return 0
-    show(argparse.Namespace(json=False), {"data": rows}, columns)
+    rows = [UsageRow.model_validate(row) for row in data["data"]]
+    render = {"table": render_table, "csv": render_csv, "json": render_json}["json" if args.json else args.format]
+    sys.stdout.write(render(rows))
     return 0
 
 

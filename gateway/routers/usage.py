@@ -49,16 +49,7 @@ async def get_usage(
         key_id=key,
         team_id=team,
     )
-    return {"object": "list", "group_by": group_by, "data": [row_dict(r) for r in rows]}
-
-
-def row_dict(row: object) -> dict[str, object]:
-    dump = getattr(row, "model_dump", None)
-    if dump is not None:
-        return dict(dump())
-    from dataclasses import asdict
-
-    return asdict(row)  # type: ignore[call-overload]
+    return {"object": "list", "group_by": group_by, "data": [row.model_dump() for row in rows]}
 
 
 @router.get("/budgets")

@@ -4,7 +4,7 @@ Durability: `append` is one write(2) on an O_APPEND descriptor, with no bufferin
 returns the record is in the kernel's page cache and survives the process being killed (SIGKILL, the OOM
 killer). It is not fsynced per record, which would cost milliseconds: records normally reach the database
 within one shipping interval, and while they cannot, the shipper calls `sync()` every interval. So a power
-loss or kernel crash may lose the records of the last interval (about half a second), never more.
+loss or kernel crash may lose about the last interval (half a second) of records.
 
 Ownership: each process appends to its own file, `usage-<pid>-<random>.jsonl`, and holds an exclusive
 flock(2) on it while it is live. The kernel drops the lock when the process exits or dies, so a spool file

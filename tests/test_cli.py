@@ -1,0 +1,105 @@
+"""The `gateway` command: config check, and the admin twins (keys, teams, usage) against a served gateway."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.cli import main
+from tests.conftest import MASTER_KEY
+from tests.servers import ServedGateway
+
+
+def test_config_check_accepts_good_and_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("models:\n  - {name: demo, model: fake/echo}\n")
+    assert main(["config", "check", str(good)]) == 0
+    assert "ok, 1 models" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  - {name: demo, model: fake/echo, timeout_s: soon}\n")
+    assert main(["config", "check", str(bad)]) == 2
+    assert f"{bad}: models[0].timeout_s: Input should be a valid number" in capsys.readouterr().err
+
+
+def test_serve_refuses_several_workers_without_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "g.yaml"
+    config.write_text("models: []\n")
+    assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
+    assert "needs redis_url" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("cli")
+    config = folder / "gateway.yaml"
+    config.write_text(
+        f"models:\n  - {{name: a, model: fake/echo}}\n  - {{name: b, model: fake/echo}}\n"
+        f"database_url: sqlite:///{folder / 'g.db'}\nspool_dir: {folder / 'spool'}\n"
+    )
+    server = ServedGateway(config).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> str:
+    assert main([*argv, "--url", url, "--key", MASTER_KEY]) == 0
+    return capsys.readouterr().out
+
+
+def test_cli_keys_lifecycle_as_the_issue_shows_it(served: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, served, "teams", "create", "--name", "T", "--budget", "100")
+    created = json.loads(
+        run(capsys, served, "keys", "create", "--team", "T", "--budget", "25", "--period", "monthly",
+            "--rpm", "60", "--tpm", "100000", "--models", "a,b", "--json")
+    )  # fmt: skip
+    assert created["budget"] == 25 and created["rpm"] == 60 and created["tpm"] == 100000
+    assert created["models"] == ["a", "b"] and created["period"] == "monthly"
+    secret = created["key"]
+    reply = httpx.post(f"{served}/v1/chat/completions", headers={"authorization": f"Bearer {secret}"},
+                       json={"model": "a", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    assert reply.status_code == 200
+
+    listing = run(capsys, served, "keys", "list")
+    assert created["prefix"] in listing and secret not in listing
+    updated = json.loads(run(capsys, served, "keys", "update", created["prefix"], "--rpm", "5", "--clear", "budget", "--json"))
+    assert updated["rpm"] == 5 and updated["budget"] is None
+    rotated = json.loads(run(capsys, served, "keys", "rotate", created["id"], "--json"))
+    assert rotated["key"] != secret
+    revoked = json.loads(run(capsys, served, "keys", "revoke", created["id"], "--json"))
+    assert revoked["revoked_at"] is not None
+    assert created["prefix"] not in run(capsys, served, "keys", "list")
+
+
+def usage_counts(capsys: pytest.CaptureFixture[str], url: str) -> dict[str, int]:
+    lines = run(capsys, url, "usage", "--group-by", "model", "--format", "csv").splitlines()
+    assert lines[0].startswith("group,requests,errors,prompt_tokens,completion_tokens,cached_tokens,cost_usd")
+    return {line.split(",")[0]: int(line.split(",")[1]) for line in lines[1:]}
+
+
+def test_cli_usage_formats(served: str, capsys: pytest.CaptureFixture[str]) -> None:
+    time.sleep(0.6)  # let the shipper (every 0.5 s) catch up with earlier tests' requests
+    before = usage_counts(capsys, served)
+    for model in ("a", "a", "b"):
+        httpx.post(f"{served}/v1/chat/completions", headers={"authorization": f"Bearer {MASTER_KEY}"},
+                   json={"model": model, "messages": [{"role": "user", "content": "hello there"}]})  # fmt: skip
+    expected = {"a": before.get("a", 0) + 2, "b": before.get("b", 0) + 1}
+    deadline = time.monotonic() + 3
+    while usage_counts(capsys, served) != expected:
+        assert time.monotonic() < deadline, "usage records did not reach the database within 3 s"
+        time.sleep(0.1)
+    table = run(capsys, served, "usage", "--group-by", "model")
+    assert table.splitlines()[0].split()[:2] == ["group", "requests"] and "total" in table
+
+
+def test_cli_admin_errors_exit_with_the_message(served: str) -> None:
+    with pytest.raises(SystemExit, match="404: No key 'key_nope'"):
+        main(["keys", "show", "key_nope", "--url", served, "--key", MASTER_KEY])
+    with pytest.raises(SystemExit, match="401"):
+        main(["keys", "list", "--url", served, "--key", "sk-wrong-key-000000"])

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
+from gateway.app import create_app
 from gateway.config import GatewayConfig
 from tests.conftest import AUTH, MakeConfig, chat
 from tests.fake_upstream import FakeUpstream
@@ -138,3 +139,46 @@ async def test_usage_report_groups_by_model(client: httpx.AsyncClient, app: Fast
     rows = {row["group"]: row for row in r.json()["data"]}
     assert rows["priced"]["requests"] == 2 and rows["demo"]["requests"] == 1
     assert orjson.loads(r.content)["group_by"] == "model"
+
+
+async def test_client_leaving_mid_stream_settles_what_was_streamed(make_config: MakeConfig) -> None:
+    """A real server: the client reads two events, then hangs up; the reservation must not leak."""
+    import uvicorn
+
+    slow = {"name": "slow", "model": "fake/slow:3000", "price": {"input_per_mtok": 0, "output_per_mtok": 1000}}
+    app = create_app(make_config(models=[slow]))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as c:
+            secret = await new_key(c, budget=1.0)
+            body = chat("slow", "one two three four five six seven", stream=True, max_tokens=50)
+            async with c.stream(
+                "POST", "/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=body
+            ) as r:
+                lines = r.aiter_lines()
+                seen = [line async for line in _take(lines, 3)]
+            assert any(line.startswith("data: ") for line in seen)
+            for _ in range(100):
+                (budget,) = (await c.get("/admin/budgets", headers=AUTH)).json()["data"]
+                if budget["reserved"] == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert budget["reserved"] == 0.0
+            assert 0 < budget["spent"] < 0.05  # what was streamed, not the 50-token worst case
+        rows = await usage_rows(app)
+        assert [(row["status_code"], row["stream"]) for row in rows] == [(499, True)]
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _take(lines, count: int):  # type: ignore[no-untyped-def]
+    async for line in lines:
+        yield line
+        count -= 1
+        if count == 0:
+            return

@@ -68,7 +68,9 @@ def test_cli_keys_lifecycle_as_the_issue_shows_it(served: str, capsys: pytest.Ca
 
     listing = run(capsys, served, "keys", "list")
     assert created["prefix"] in listing and secret not in listing
-    updated = json.loads(run(capsys, served, "keys", "update", created["prefix"], "--rpm", "5", "--clear", "budget", "--json"))
+    updated = json.loads(
+        run(capsys, served, "keys", "update", created["prefix"], "--rpm", "5", "--clear", "budget", "--json")
+    )
     assert updated["rpm"] == 5 and updated["budget"] is None
     rotated = json.loads(run(capsys, served, "keys", "rotate", created["id"], "--json"))
     assert rotated["key"] != secret

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
 
 from gateway import __version__
 from gateway.config import GatewayConfig
@@ -18,6 +19,24 @@ from gateway.settings import Settings
 
 ROUTERS = (inference.router, models.router, admin.router, usage.router, health.router)
 log = logging.getLogger("gateway")
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with a fast lane: POSTs to the inference paths go straight to their ASGI handler.
+
+    FastAPI's middleware stack, routing and dependency solving cost about 110 µs of CPU per request here
+    (172 µs against 60 µs in-process, measured with the fake provider); the model endpoints skip them and
+    keep only the request-id and size-limit middleware. Every other route goes through FastAPI.
+    """
+
+    fast_lane: RequestMiddleware
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in inference.FAST_PATHS:
+            scope["app"] = self
+            await self.fast_lane(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(config: GatewayConfig | None = None) -> FastAPI:
@@ -32,9 +51,10 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
             app.state.services = services
             yield
 
-    app = FastAPI(title="gateway", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
+    app = GatewayApp(title="gateway", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, max_request_bytes=config.max_request_bytes)
+    app.fast_lane = RequestMiddleware(inference.serve, max_request_bytes=config.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -6,16 +6,39 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import logging
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from gateway.errors import ClientDisconnected
+from gateway.errors import ClientDisconnected, GatewayError, error_response, internal_error
 from gateway.pipeline.context import CallContext, Operation
 from gateway.providers.base import Reply
 
 router = APIRouter(tags=["inference"])
 T = TypeVar("T")
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+FAST_PATHS: dict[str, Operation] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+}
+log = logging.getLogger("gateway")
+
+
+async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+    """The inference endpoints as a bare ASGI app (GatewayApp's fast lane): same relay, same error bodies."""
+    request = Request(scope, receive)
+    try:
+        response = await relay(request, FAST_PATHS[scope["path"]])
+    except GatewayError as exc:
+        response = error_response(exc)
+    except Exception:  # rendered here as errors.py renders it for FastAPI routes
+        request_id = scope["state"]["request_id"]
+        log.exception("unhandled error in request %s", request_id)
+        response = error_response(internal_error(request_id))
+    await response(scope, receive, send)
 
 
 @router.post("/v1/chat/completions")

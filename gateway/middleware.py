@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: stamps x-request-id on every response and refuses bodies over the size limit.
+"""Pure-ASGI middleware: stamps x-request-id (and x-gateway-overhead-ms) on every response; enforces the size limit.
 
 The id is always the gateway's own: it keys usage records, budget reservations and rate windows, so a
 client-chosen id (which a client could repeat) must never stand in for it.
@@ -7,10 +7,14 @@ client-chosen id (which a client could repeat) must never stand in for it.
 from __future__ import annotations
 
 import os
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge
+
+
+OVERHEAD = b"x-gateway-overhead-ms"
 
 
 def new_request_id() -> str:
@@ -33,13 +37,19 @@ class RequestMiddleware:
             if name == b"content-length":
                 length = int(value) if value.isdigit() else None
                 break
+        started = time.perf_counter()
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         stamp = (b"x-request-id", request_id.encode())
 
         async def send_stamped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), stamp]
+                headers = [*message.get("headers", ()), stamp]
+                # Model calls set their own overhead (upstream time excluded); every other response is all
+                # gateway time.
+                if not any(name == OVERHEAD for name, _ in headers):
+                    headers.append((OVERHEAD, b"%.3f" % ((time.perf_counter() - started) * 1000)))
+                message["headers"] = headers
             await send(message)
 
         limit = self.max_request_bytes

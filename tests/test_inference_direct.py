@@ -226,3 +226,21 @@ async def test_client_disconnect_cancels_upstream_request(make_config: MakeConfi
     finally:
         server.should_exit = True
         await task
+
+
+async def test_every_response_carries_request_id_and_overhead(
+    client: httpx.AsyncClient, upstream: FakeUpstream
+) -> None:
+    upstream.fail_next(500, times=3)
+    responses = [
+        await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test")),  # 502 after retries
+        await client.post("/v1/chat/completions", json=chat("gpt-test")),  # 401
+        await client.get("/v1/models", headers=AUTH),
+        await client.get("/healthz"),
+        await client.get("/no/such/route"),
+    ]
+    assert [r.status_code for r in responses] == [502, 401, 200, 200, 404]
+    for r in responses:
+        assert r.headers["x-request-id"].startswith("req_")
+        assert float(r.headers["x-gateway-overhead-ms"]) >= 0
+    assert len({r.headers["x-request-id"] for r in responses}) == 5

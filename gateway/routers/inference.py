@@ -25,6 +25,7 @@ FAST_PATHS: dict[str, Operation] = {
     "/v1/embeddings": "embeddings",
 }
 log = logging.getLogger("gateway")
+OVERHEAD_HEADER = "x-gateway-overhead-ms"
 
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,8 +65,12 @@ async def relay(request: Request, operation: Operation) -> Response:
         raw=await request.body(),
         authorization=request.headers.get("authorization"),
     )
-    result = await until_disconnect(request, request.app.state.services.pipeline.run(ctx))
-    headers = {"x-gateway-overhead-ms": f"{ctx.overhead_ms():.3f}"}
+    try:
+        result = await until_disconnect(request, request.app.state.services.pipeline.run(ctx))
+    except GatewayError as exc:
+        exc.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
+        raise
+    headers = {OVERHEAD_HEADER: f"{ctx.overhead_ms():.3f}"}
     if ctx.response_headers:
         headers.update(ctx.response_headers)
     if isinstance(result, Reply):

@@ -20,6 +20,7 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /app
 COPY --chown=gateway gateway.yaml ./gateway.yaml
+COPY --chown=gateway policies ./policies
 USER gateway
 EXPOSE 4000
 VOLUME ["/data"]

@@ -13,11 +13,12 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestMiddleware
-from gateway.routers import admin, health, inference, models, usage
+from gateway.routers import admin, health, inference, models, policies, usage
+from gateway.routers.metrics import metrics_router
 from gateway.services import build_services
 from gateway.settings import Settings
 
-ROUTERS = (inference.router, models.router, admin.router, usage.router, health.router)
+ROUTERS = (inference.router, models.router, admin.router, usage.router, policies.router, health.router)
 log = logging.getLogger("gateway")
 
 
@@ -57,4 +58,6 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     app.fast_lane = RequestMiddleware(inference.serve, max_request_bytes=config.max_request_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    if config.telemetry.metrics.enabled:
+        app.include_router(metrics_router(config.telemetry.metrics))
     return app

@@ -11,7 +11,9 @@ from pathlib import Path
 from gateway import __version__
 from gateway.admin_client import add_admin_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.governance.policytest import add_policy_commands
 from gateway.settings import Settings, environment
+from gateway.telemetry.multiprocess import multiprocess_metrics
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=cmd_config_check)
 
     add_admin_commands(commands)
+    add_policy_commands(commands)
 
     models = commands.add_parser("models", help="list the models a config file serves")
     models.add_argument("--config", type=Path)
@@ -78,17 +81,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"gateway {__version__}: {len(config.models)} models, database {mask(config.database_url)}",
         file=sys.stderr,
     )
-    uvicorn.run(
-        "gateway.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level or settings.log_level,
-        access_log=args.access_log,
-        proxy_headers=False,
-        server_header=False,
-    )
+    # Set before the workers start, so /metrics on any of them sums all of them.
+    with multiprocess_metrics(args.workers):
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level or settings.log_level,
+            access_log=args.access_log,
+            proxy_headers=False,
+            server_header=False,
+        )
     return 0
 
 

@@ -95,6 +95,26 @@ class ModelConfig(_Strict):
         return base.rstrip("/")
 
 
+class TracingConfig(_Strict):
+    enabled: bool = Field(default=False, description="One OpenTelemetry span per call (GenAI semantic conventions).")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP collector, e.g. http://collector:4318 (/v1/traces is added if absent)."
+    )
+    service_name: str = Field(default="gateway", min_length=1)
+    sample_ratio: float = Field(default=1.0, ge=0, le=1, description="Share of calls traced (by trace id).")
+
+
+class MetricsConfig(_Strict):
+    enabled: bool = True
+    path: str = Field(default="/metrics", pattern=r"^/[A-Za-z0-9_./-]*$", description="Where Prometheus scrapes.")
+    require_key: bool = Field(default=False, description="Scrapes need an admin or viewer key.")
+
+
+class TelemetryConfig(_Strict):
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+
 class GatewayConfig(_Strict):
     models: tuple[ModelConfig, ...] = ()
     master_key: SecretStr | None = None
@@ -104,6 +124,7 @@ class GatewayConfig(_Strict):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     retry_backoff_s: float = Field(default=0.25, ge=0, description="First retry delay; doubles per attempt.")
     spool_dir: str = Field(default="spool", description="Where usage records wait to be shipped to the database.")
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

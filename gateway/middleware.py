@@ -13,7 +13,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge
 
-
 OVERHEAD = b"x-gateway-overhead-ms"
 
 

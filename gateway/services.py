@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -17,10 +18,13 @@ import aiohttp
 from gateway.config import GatewayConfig
 from gateway.governance.auth import Authenticator, AuthHook
 from gateway.governance.budget import BudgetHook
+from gateway.governance.checks import build_check
 from gateway.governance.counters import Counters, MemoryCounters, Period, period_start
+from gateway.governance.guardrails import GuardrailEngine, InputGuardrailHook, OutputGuardrailHook
 from gateway.governance.keycache import KeyCache
 from gateway.governance.keys import KeyService
 from gateway.governance.ratelimit import RateLimitHook
+from gateway.governance.store import PolicyStore
 from gateway.pipeline.parse import ParseHook
 from gateway.pipeline.routing import RoutingHook
 from gateway.pipeline.runner import Pipeline
@@ -28,7 +32,8 @@ from gateway.providers.dispatch import Dispatcher
 from gateway.providers.openai_compat import OpenAICompatProvider, create_session
 from gateway.providers.registry import ProviderRegistry
 from gateway.storage.db import Database, open_database
-from gateway.usage.meter import MeterHook
+from gateway.telemetry.hook import Telemetry, open_telemetry
+from gateway.usage.meter import MeterHook, count_prompt
 from gateway.usage.pricing import PriceTable
 from gateway.usage.recorder import RecorderHook
 from gateway.usage.report import spent_by_scope
@@ -50,21 +55,29 @@ class Services:
     key_cache: KeyCache
     counters: Counters
     prices: PriceTable
+    tokens: TokenCounter
+    policies: PolicyStore
+    guardrails: GuardrailEngine
     spool: UsageSpool
     shipper: UsageShipper
     pipeline: Pipeline
     started_at: int
+    telemetry: Telemetry
 
 
 def build_pipeline(services: Services) -> Pipeline:
-    """The stage order of DESIGN.md §2; later stages (guardrails, tool policy, audit) are inserted here."""
+    """The stage order of DESIGN.md §2: before_request runs top to bottom, and so does after_response (the meter
+    prices the call before the budget settles it and before output guardrails may still refuse it)."""
     hooks = [
         AuthHook(services.authenticator),
         ParseHook(),
         RoutingHook(services.registry),
-        MeterHook(TokenCounter(), services.prices),
+        InputGuardrailHook(services.guardrails),
+        MeterHook(services.tokens, services.prices),
         RateLimitHook(services.counters),
         BudgetHook(services.counters, services.prices),
+        OutputGuardrailHook(services.guardrails),
+        *services.telemetry.hooks(),
         RecorderHook(services.spool),
     ]
     return Pipeline(hooks, Dispatcher(backoff_s=services.config.retry_backoff_s))
@@ -121,6 +134,10 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         http = create_session()
         stack.push_async_callback(http.close)
         registry = ProviderRegistry(config, direct=OpenAICompatProvider(http))
+        tokens = TokenCounter()
+        make_check = functools.partial(build_check, session=lambda: http, count=lambda ctx: count_prompt(tokens, ctx))
+        policies = PolicyStore(config.policies, make_check)  # a bad policy file stops startup here
+        telemetry = open_telemetry(config, stack)
         services = Services(
             config=config,
             db=db,
@@ -131,13 +148,19 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
             key_cache=key_cache,
             counters=counters,
             prices=PriceTable(config.models),
+            tokens=tokens,
+            policies=policies,
+            guardrails=GuardrailEngine(policies),
             spool=spool,
             shipper=shipper,
             pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
             started_at=int(time.time()),
+            telemetry=telemetry,
         )
         services.pipeline = build_pipeline(services)
         tasks = [asyncio.create_task(shipper.run()), asyncio.create_task(key_cache.run())]
+        if config.policies:
+            tasks.append(asyncio.create_task(policies.watch()))
         if redis is not None:
             tasks.append(asyncio.create_task(key_cache.listen()))
         try:

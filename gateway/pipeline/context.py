@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from gateway.config import ModelConfig
     from gateway.errors import GatewayError
     from gateway.governance.keycache import KeyEntry
+    from gateway.governance.streamguard import StreamGuard
     from gateway.providers.base import Deployment
     from gateway.usage.pricing import Usage
 
@@ -53,6 +54,9 @@ class CallContext:
     reserved: bool = False  # a budget reservation is held for this call
     client_wants_usage: bool = False  # the client itself asked for the usage chunk of a stream
     stream_events: list[bytes] | None = None  # kept to count output tokens if the upstream reports none
+    stream_guard: StreamGuard | None = None  # output guardrails' window over a stream
+    decisions: list[dict[str, object]] | None = None  # guardrail and policy decisions, for the records
+    policy_sha256: str | None = None  # the policy set that made them
 
     def overhead_ms(self) -> float:
         """Time spent in the gateway so far, excluding the time spent waiting on upstreams."""

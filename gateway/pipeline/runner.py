@@ -51,13 +51,14 @@ class Pipeline:
         try:
             event: bytes | None = first
             while event is not None:
-                if event == DONE_EVENT:
+                done = event == DONE_EVENT
+                for chunk_hook in self._chunk:
+                    event = await chunk_hook(ctx, event)
+                if done:
                     # Records and settlements happen before the client sees the end of the stream.
                     for after in self._after:
                         await after(ctx, None)
                     ctx.completed = True
-                for chunk_hook in self._chunk:
-                    event = await chunk_hook(ctx, event)
                 if event:
                     yield event
                 event = await anext(events, None)

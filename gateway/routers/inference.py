@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import TypeVar
-
-import logging
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse

@@ -60,6 +60,8 @@ class UsageRecord(SQLModel, table=True):
     status_code: int
     stream: bool
     error_code: str | None = None
+    policy_sha256: str | None = None  # the policy set that made the decisions below
+    decisions: list[dict[str, object]] | None = Field(default=None, sa_type=JSON)  # guardrail and policy decisions
     created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
 
 

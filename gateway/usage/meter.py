@@ -36,12 +36,7 @@ class MeterHook(BaseHook):
             ctx.stream_events = []
 
     def count_prompt(self, ctx: CallContext) -> int:
-        upstream = ctx.route[0].config.upstream_model if ctx.route else ctx.model
-        if ctx.operation == "chat":
-            return self.tokens.count_chat(upstream, ctx.body)
-        if ctx.operation == "completions":
-            return self.tokens.count_completion_prompt(upstream, ctx.body.get("prompt"))  # type: ignore[arg-type]
-        return self.tokens.count_embedding_input(upstream, ctx.body.get("input"))  # type: ignore[arg-type]
+        return count_prompt(self.tokens, ctx)
 
     async def on_stream_chunk(self, ctx: CallContext, event: bytes) -> bytes:
         if b'"usage":{' in event or b'"usage": {' in event:
@@ -77,6 +72,16 @@ class MeterHook(BaseHook):
         prompt = ctx.prompt_tokens if ctx.prompt_tokens is not None else self.count_prompt(ctx)
         text = "".join(streamed_text(event) for event in ctx.stream_events or ())
         return Usage(prompt, self.tokens.count_text(model.upstream_model, text) if text else 0)
+
+
+def count_prompt(tokens: TokenCounter, ctx: CallContext) -> int:
+    """Prompt tokens of the call's request, with the tokenizer of the first deployment of its route."""
+    upstream = ctx.route[0].config.upstream_model if ctx.route else ctx.model
+    if ctx.operation == "chat":
+        return tokens.count_chat(upstream, ctx.body)
+    if ctx.operation == "completions":
+        return tokens.count_completion_prompt(upstream, ctx.body.get("prompt"))  # type: ignore[arg-type]
+    return tokens.count_embedding_input(upstream, ctx.body.get("input"))  # type: ignore[arg-type]
 
 
 def streamed_text(event: bytes) -> str:

@@ -35,6 +35,8 @@ def usage_record(ctx: CallContext) -> dict[str, object]:
         "status_code": ctx.status_code,
         "stream": ctx.stream,
         "error_code": ctx.error.code if ctx.error else None,
+        "policy_sha256": ctx.policy_sha256,
+        "decisions": ctx.decisions,
         "created_at": started_at.isoformat(),
     }
 

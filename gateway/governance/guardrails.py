@@ -1,0 +1,228 @@
+"""The guardrail stages: input checks before the call, output checks after it, with decisions recorded.
+
+Every text the call carries is checked: each message's content (tool results included), text parts,
+tool-call arguments, completion prompts and embedding inputs; on the way back, each choice's content and
+tool-call arguments. Most restrictive wins (block > redact > warn > allow); a check that fails blocks
+(fail closed); a policy in shadow mode records and reports (x-gateway-shadow-decision) but changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping, MutableSequence, Sequence
+from dataclasses import dataclass
+from typing import Union
+
+import orjson
+
+from gateway.errors import PolicyDenied
+from gateway.governance.checks import ContextCheck
+from gateway.governance.loader import CompiledGuardrail
+from gateway.governance.policy import ACTION_RANK
+from gateway.governance.store import PolicyStore
+from gateway.guardrails.base import Finding, redact
+from gateway.pipeline.context import CallContext
+from gateway.pipeline.hooks import BaseHook
+from gateway.providers.base import Reply
+
+log = logging.getLogger("gateway.guardrails")
+Container = Union[MutableMapping[str, object], MutableSequence[object]]  # noqa: UP007 - a runtime alias
+Slot = tuple[Container, object]  # container[key] holds one text
+
+
+@dataclass(slots=True)
+class Decision:
+    rule: str
+    policy: str
+    stage: str
+    action: str
+    kinds: tuple[str, ...]
+    shadow: bool
+    error: str | None = None
+
+    def as_record(self) -> dict[str, object]:
+        record: dict[str, object] = {"rule": self.rule, "policy": self.policy, "stage": self.stage,
+                                     "action": self.action, "kinds": list(self.kinds)}  # fmt: skip
+        if self.shadow:
+            record["shadow"] = True
+        if self.error:
+            record["error"] = self.error
+        return record
+
+
+def input_slots(ctx: CallContext) -> list[Slot]:
+    body = ctx.body
+    slots: list[Slot] = []
+    if ctx.operation == "chat":
+        for message in body.get("messages") or ():
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if isinstance(content, str):
+                slots.append((message, "content"))
+            elif isinstance(content, list):
+                slots += [
+                    (part, "text") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)
+                ]
+            slots += tool_call_slots(message.get("tool_calls"))
+    else:
+        field = "prompt" if ctx.operation == "completions" else "input"
+        value = body.get(field)
+        if isinstance(value, str):
+            slots.append((body, field))
+        elif isinstance(value, list):
+            slots += [(value, i) for i, item in enumerate(value) if isinstance(item, str)]
+    return slots
+
+
+def output_slots(data: dict[str, object]) -> list[Slot]:
+    slots: list[Slot] = []
+    for choice in data.get("choices") or ():  # type: ignore[attr-defined]
+        if not isinstance(choice, dict):
+            continue
+        if isinstance(choice.get("text"), str):
+            slots.append((choice, "text"))
+        message = choice.get("message")
+        if isinstance(message, dict):
+            if isinstance(message.get("content"), str):
+                slots.append((message, "content"))
+            slots += tool_call_slots(message.get("tool_calls"))
+    return slots
+
+
+def tool_call_slots(calls: object) -> list[Slot]:
+    slots: list[Slot] = []
+    for call in calls if isinstance(calls, list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            slots.append((function, "arguments"))
+    return slots
+
+
+class GuardrailEngine:
+    """Runs one stage's guardrails over a call's texts; the only owner of the decision rules."""
+
+    def __init__(self, store: PolicyStore) -> None:
+        self.store = store
+
+    def guardrails(self, ctx: CallContext, stage: str) -> tuple[CompiledGuardrail, ...]:
+        policies = self.store.current
+        if policies.empty:
+            return ()
+        ctx.policy_sha256 = policies.sha256
+        key = ctx.principal.key if ctx.principal else None
+        return policies.guardrails_for(
+            key=(key.id, key.prefix) if key else (None, None),
+            team=(key.team_id, key.team_name) if key else (None, None),
+            model=ctx.model,
+            route=ctx.operation,
+        )[stage]
+
+    async def run(
+        self, ctx: CallContext, stage: str, slots: list[Slot], guardrails: Sequence[CompiledGuardrail] | None = None
+    ) -> bool:
+        """Checks the texts in slots (redacting them in place); raises PolicyDenied on an enforced block.
+        Returns True when a text was redacted. `guardrails` defaults to the stage's for this call."""
+        if guardrails is None:
+            guardrails = self.guardrails(ctx, stage)
+        if not guardrails:
+            return False
+        decisions: list[Decision] = []
+        blocked: list[CompiledGuardrail] = []
+        changed = False
+        for guardrail in guardrails:
+            texts = [container[key] for container, key in slots]  # type: ignore[index]
+            try:
+                findings = await self.scan(guardrail, texts, ctx)
+            except Exception as exc:  # a check that fails blocks: fail closed
+                log.warning("guardrail %s failed; blocking: %s", guardrail.id, exc)
+                decision = Decision(
+                    guardrail.id, guardrail.policy, stage, "block", (), guardrail.mode == "shadow", str(exc)
+                )
+                decisions.append(decision)
+                if not decision.shadow:
+                    blocked.append(guardrail)
+                continue
+            if not any(findings):
+                continue
+            kinds = tuple(sorted({f.kind for per_text in findings for f in per_text}))
+            decision = Decision(
+                guardrail.id, guardrail.policy, stage, guardrail.action, kinds, guardrail.mode == "shadow"
+            )
+            decisions.append(decision)
+            if decision.shadow:
+                continue
+            if guardrail.action == "block":
+                blocked.append(guardrail)
+            elif guardrail.action == "redact":
+                for (container, key), per_text in zip(slots, findings, strict=True):
+                    if per_text:
+                        container[key] = redact(container[key], per_text)  # type: ignore[index]
+                        changed = True
+        self.record(ctx, decisions)
+        if blocked:
+            first = blocked[0]
+            ids = ", ".join(g.id for g in blocked)
+            reason = first.message or f"The {stage} was blocked by guardrail {ids} ({first.check_name})."
+            raise PolicyDenied(
+                f"{reason} [rule {ids}; policy set {ctx.policy_sha256[:12] if ctx.policy_sha256 else ''}]"
+            )
+        return changed
+
+    async def scan(self, guardrail: CompiledGuardrail, texts: list[str], ctx: CallContext) -> list[list[Finding]]:
+        check = guardrail.check
+        if isinstance(check, ContextCheck):
+            joined = "\n".join(texts)
+            found = await check.scan_context(joined, ctx)
+            return [found] + [[] for _ in texts[1:]] if texts else [found]
+        return [check.scan(text) for text in texts]
+
+    def record(self, ctx: CallContext, decisions: list[Decision]) -> None:
+        if not decisions:
+            return
+        if ctx.decisions is None:
+            ctx.decisions = []
+        ctx.decisions += [d.as_record() for d in decisions]
+        shadow = [d for d in ctx.decisions if d.get("shadow")]
+        if shadow and any(d.shadow for d in decisions):
+            # The most restrictive shadow decision of the whole call, input and output stages together.
+            worst = max(shadow, key=lambda d: ACTION_RANK[str(d["action"])])
+            value = f"{worst['action']}; rule={worst['rule']}; policy={worst['policy']}"
+            ctx.response_headers = {**(ctx.response_headers or {}), "x-gateway-shadow-decision": value}
+
+
+class InputGuardrailHook(BaseHook):
+    name = "input_guardrails"
+
+    def __init__(self, engine: GuardrailEngine) -> None:
+        self.engine = engine
+
+    async def before_request(self, ctx: CallContext) -> None:
+        await self.engine.run(ctx, "input", input_slots(ctx))
+
+
+class OutputGuardrailHook(BaseHook):
+    """Non-streamed answers are checked whole; streams go through a StreamGuard window (streamguard.py)."""
+
+    name = "output_guardrails"
+
+    def __init__(self, engine: GuardrailEngine) -> None:
+        self.engine = engine
+
+    async def before_request(self, ctx: CallContext) -> None:
+        if ctx.stream:
+            from gateway.governance.streamguard import StreamGuard
+
+            guardrails = self.engine.guardrails(ctx, "output")
+            if guardrails:
+                ctx.stream_guard = StreamGuard(self.engine, ctx)
+
+    async def on_stream_chunk(self, ctx: CallContext, event: bytes) -> bytes:
+        guard = ctx.stream_guard
+        return await guard.on_event(event) if guard is not None else event
+
+    async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
+        if reply is None:
+            return
+        if await self.engine.run(ctx, "output", output_slots(reply.data)):
+            reply.body = orjson.dumps(reply.data)

@@ -1,0 +1,185 @@
+"""Reads policy YAML (a file or a folder of them) into a PolicySet; errors name the file and the field path.
+
+The set's sha256 covers every file's name and bytes, so each recorded decision names exactly the policy
+text that made it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.config import ConfigError, format_validation_error
+from gateway.governance.checks import ContextCheck, build_check
+from gateway.governance.policy import Action, Mode, PolicyFile, Stage
+from gateway.guardrails.base import Check
+
+POLICY_SUFFIXES = (".yaml", ".yml")
+
+
+class PolicyError(ConfigError):
+    """A policy file that cannot be used: names the file, the field path and what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledGuardrail:
+    id: str
+    policy: str
+    stage: Stage
+    action: Action
+    mode: Mode
+    check_name: str
+    check: Check | ContextCheck
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    name: str
+    source: str
+    mode: Mode
+    keys: frozenset[str] | None
+    teams: frozenset[str] | None
+    models: re.Pattern[str] | None
+    routes: frozenset[str] | None
+    guardrails: tuple[CompiledGuardrail, ...]
+
+    def applies(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None], model: str,
+                route: str) -> bool:  # fmt: skip
+        """key and team are (id, second name: prefix or team name); None matches only an absent filter."""
+        if self.routes is not None and route not in self.routes:
+            return False
+        if self.models is not None and not self.models.fullmatch(model):
+            return False
+        if self.keys is not None and not (self.keys & {k for k in key if k}):
+            return False
+        return self.teams is None or bool(self.teams & {t for t in team if t})
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Every policy in force, and the sha256 that identifies this exact set."""
+
+    policies: tuple[CompiledPolicy, ...]
+    sha256: str
+    files: tuple[str, ...]
+    _cache: dict[tuple[object, ...], dict[str, tuple[CompiledGuardrail, ...]]] = field(default_factory=dict)
+
+    def guardrails_for(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None],
+                       model: str, route: str) -> dict[str, tuple[CompiledGuardrail, ...]]:  # fmt: skip
+        """The guardrails that govern one call, by stage; memoised per (key, team, model, route)."""
+        cache_key = (key, team, model, route)
+        found = self._cache.get(cache_key)
+        if found is None:
+            by_stage: dict[str, list[CompiledGuardrail]] = {"input": [], "output": []}
+            for policy in self.policies:
+                if policy.applies(key=key, team=team, model=model, route=route):
+                    for guardrail in policy.guardrails:
+                        by_stage[guardrail.stage].append(guardrail)
+            found = {stage: tuple(items) for stage, items in by_stage.items()}
+            if len(self._cache) < 10_000:  # bounded: key ids and model names are finite, but be safe
+                self._cache[cache_key] = found
+        return found
+
+    @property
+    def empty(self) -> bool:
+        return not any(policy.guardrails for policy in self.policies)
+
+
+EMPTY = PolicySet(policies=(), sha256=hashlib.sha256(b"").hexdigest(), files=())
+
+
+def policy_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in POLICY_SUFFIXES and p.is_file())
+    if not path.exists():
+        raise PolicyError(f"{path}: no such policy file or folder")
+    return [path]
+
+
+def parse_policy(text: str, source: str) -> PolicyFile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise PolicyError(f"{source}: {where}invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: expected a policy (a mapping with name, guardrails, ...)")
+    try:
+        return PolicyFile.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(format_validation_error(source, exc)) from None
+
+
+def glob_pattern(globs: Iterable[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
+
+
+MakeCheck = Callable[[str, dict[str, object]], Check | ContextCheck]
+
+
+def compile_policy(policy: PolicyFile, source: str, make_check: MakeCheck = build_check) -> CompiledPolicy:
+    guardrails = []
+    for i, guardrail in enumerate(policy.guardrails):
+        try:
+            check = make_check(guardrail.check, dict(guardrail.params))
+        except (TypeError, ValueError, LookupError) as exc:
+            raise PolicyError(f"{source}: guardrails[{i}].check {guardrail.check!r}: {exc}") from None
+        guardrails.append(
+            CompiledGuardrail(
+                id=guardrail.id,
+                policy=policy.name,
+                stage=guardrail.stage,
+                action=guardrail.action,
+                mode=policy.mode,
+                check_name=guardrail.check,
+                check=check,
+                message=guardrail.message,
+            )
+        )
+    scope = policy.applies_to
+    return CompiledPolicy(
+        name=policy.name,
+        source=source,
+        mode=policy.mode,
+        keys=frozenset(scope.keys) if scope.keys is not None else None,
+        teams=frozenset(scope.teams) if scope.teams is not None else None,
+        models=glob_pattern(scope.models) if scope.models is not None else None,
+        routes=frozenset(scope.routes) if scope.routes is not None else None,
+        guardrails=tuple(guardrails),
+    )
+
+
+def load_policies(path: str | Path, make_check: MakeCheck = build_check) -> PolicySet:
+    """Every policy under path, compiled; raises PolicyError naming the file and the field path."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    policies: list[CompiledPolicy] = []
+    files: list[str] = []
+    seen_ids: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for file in policy_files(path):
+        raw = file.read_bytes()
+        digest.update(file.name.encode() + b"\0" + raw + b"\0")
+        source = str(file)
+        policy = parse_policy(raw.decode("utf-8", "replace"), source)
+        if policy.name in names:
+            raise PolicyError(f"{source}: name: policy {policy.name!r} is also defined in {names[policy.name]}")
+        names[policy.name] = source
+        for i, guardrail in enumerate(policy.guardrails):
+            if guardrail.id in seen_ids:
+                raise PolicyError(
+                    f"{source}: guardrails[{i}].id: {guardrail.id!r} is also used in {seen_ids[guardrail.id]}"
+                )
+            seen_ids[guardrail.id] = source
+        policies.append(compile_policy(policy, source, make_check))
+        files.append(source)
+    return PolicySet(policies=tuple(policies), sha256=digest.hexdigest(), files=tuple(files))

@@ -1,0 +1,69 @@
+"""The Check protocol every guardrail check implements, its Finding, and span redaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a check found in a text.
+
+    `start`/`end` index the scanned string (``text[start:end]`` is what was found); whole-text
+    findings (injection, topics) span ``0..len(text)``. `detail` is short human text for logs and
+    decisions and never contains the secret or personal value itself.
+    """
+
+    check: str
+    kind: str
+    start: int
+    end: int
+    score: float = 1.0
+    detail: str = ""
+
+
+@runtime_checkable
+class Check(Protocol):
+    """A model-free check: pure, synchronous and fast, since it runs on every message and stream window.
+
+    `name` is the check's type name as written in policy YAML (``"pii"``); `scan` must not do I/O,
+    must not mutate shared state, and returns findings in order of `start`.
+    """
+
+    name: str
+
+    def scan(self, text: str) -> list[Finding]: ...
+
+
+def redact(text: str, findings: Sequence[Finding]) -> str:
+    """Replace each finding's span with ``[REDACTED:<kind>]``, merging overlapping or touching spans.
+
+    A merged span takes the kind of its longest member (the first one on a tie), so a card number
+    that a phone pattern also matched reads ``[REDACTED:credit_card]``. Findings with an empty or
+    out-of-range span are ignored. Whole-text findings redact the whole text: pass only the findings
+    of checks whose action is ``redact``.
+    """
+    spans = sorted(
+        (max(f.start, 0), min(f.end, len(text)), f.kind) for f in findings if min(f.end, len(text)) > max(f.start, 0)
+    )
+    if not spans:
+        return text
+    merged: list[list[int | str]] = []  # [start, end, kind, length of the kind's span]
+    for start, end, kind in spans:
+        if merged and start <= merged[-1][1]:
+            last = merged[-1]
+            if end - start > int(last[3]):
+                last[2], last[3] = kind, end - start
+            last[1] = max(int(last[1]), end)
+        else:
+            merged.append([start, end, kind, end - start])
+    parts: list[str] = []
+    cursor = 0
+    for start, end, kind, _ in merged:
+        parts.append(text[cursor : int(start)])
+        parts.append(f"[REDACTED:{kind}]")
+        cursor = int(end)
+    parts.append(text[cursor:])
+    return "".join(parts)

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics and OpenTelemetry spans for every call that passes the pipeline."""

@@ -1,0 +1,137 @@
+"""Policy files: schema in sync, errors that name file and field, composition and scoping, reload, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.governance.checks import build_check
+from gateway.governance.loader import PolicyError, load_policies
+from gateway.governance.policy import SCHEMA_PATH, policy_schema
+from gateway.governance.store import PolicyStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_committed_schema_matches_the_model() -> None:
+    assert json.loads(SCHEMA_PATH.read_text()) == policy_schema(), "run: python -m gateway.governance.policy"
+
+
+def test_shipped_policies_load_and_their_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "check", str(REPO / "policies")]) == 0
+    assert "default [enforce]" in capsys.readouterr().out
+    assert main(["policy", "test", str(REPO / "policies"), str(REPO / "policies/tests/cases.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and " 0 failed" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "name: p\nguardrails:\n  - {id: a, stage: middle, check: pii}\n",
+            "guardrails[0].stage: Input should be 'input' or 'output'",
+        ),
+        (
+            "name: p\nguardrails:\n  - {id: a, stage: input, check: pii, acton: block}\n",
+            "guardrails[0].acton: Extra inputs",
+        ),
+        ("name: p\nguardrails:\n  - {id: a, stage: input, check: nope}\n", "guardrails[0].check 'nope': unknown check"),
+        (
+            "name: p\nguardrails:\n  - {id: a, stage: input, check: injection, params: {treshold: 1}}\n",
+            "guardrails[0].check 'injection'",
+        ),
+        (
+            "name: p\nguardrails:\n  - {id: a, stage: input, check: pii}\n  - {id: a, stage: output, check: pii}\n",
+            "duplicate guardrail id 'a'",
+        ),
+        ("name: p\nmode: loud\n", "mode: Input should be 'enforce' or 'shadow'"),
+        ("- not a mapping\n", "expected a policy"),
+    ],
+)
+def test_bad_policy_names_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = write(tmp_path, "p.yaml", text)
+    with pytest.raises(PolicyError) as caught:
+        load_policies(tmp_path)
+    assert str(caught.value).startswith(str(path)) and expected in str(caught.value), str(caught.value)
+
+
+def test_rule_ids_are_unique_across_files(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "name: a\nguardrails:\n  - {id: same, stage: input, check: pii}\n")
+    write(tmp_path, "b.yaml", "name: b\nguardrails:\n  - {id: same, stage: input, check: pii}\n")
+    with pytest.raises(PolicyError, match="'same' is also used in"):
+        load_policies(tmp_path)
+
+
+def test_scoping_by_team_model_and_route(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "name: all\nguardrails:\n  - {id: g-all, stage: input, check: pii}\n")
+    write(
+        tmp_path,
+        "b.yaml",
+        "name: research\napplies_to: {teams: [research], models: ['gpt-4*'], routes: [chat]}\n"
+        "guardrails:\n  - {id: g-research, stage: input, check: secrets}\n",
+    )
+    policies = load_policies(tmp_path)
+
+    def ids(team: str | None, model: str, route: str) -> list[str]:
+        found = policies.guardrails_for(key=(None, None), team=(None, team), model=model, route=route)
+        return [g.id for g in found["input"]]
+
+    assert ids("research", "gpt-4o", "chat") == ["g-all", "g-research"]
+    assert ids("research", "claude", "chat") == ["g-all"]
+    assert ids("research", "gpt-4o", "embeddings") == ["g-all"]
+    assert ids("other", "gpt-4o", "chat") == ["g-all"]
+    assert ids(None, "gpt-4o", "chat") == ["g-all"]
+
+
+def test_sha256_changes_with_any_byte(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", "name: a\n")
+    first = load_policies(tmp_path).sha256
+    path.write_text("name: a\n# comment\n")
+    assert load_policies(tmp_path).sha256 != first
+
+
+async def test_store_reloads_on_change_and_keeps_the_old_set_when_the_new_one_is_bad(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.yaml", "name: a\nguardrails:\n  - {id: g1, stage: input, check: pii}\n")
+    store = PolicyStore(str(tmp_path), build_check)
+    first = store.current.sha256
+    watcher = asyncio.create_task(store.watch(interval_s=0.02))
+    try:
+        path.write_text("name: a\nguardrails:\n  - {id: g2, stage: input, check: pii}\n")
+        for _ in range(100):
+            if store.current.sha256 != first:
+                break
+            await asyncio.sleep(0.02)
+        assert [g.id for g in store.current.policies[0].guardrails] == ["g2"]
+        good = store.current.sha256
+        path.write_text("name: a\nguardrails:\n  - {id: g3, stage: nowhere, check: pii}\n")
+        for _ in range(100):
+            if store.last_error:
+                break
+            await asyncio.sleep(0.02)
+        assert store.last_error is not None and "guardrails[0].stage" in store.last_error
+        assert store.current.sha256 == good  # the bad version was refused
+    finally:
+        watcher.cancel()
+
+
+def test_policy_test_cli_fails_on_a_mismatch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "p.yaml", "name: p\nguardrails:\n  - {id: pii-in, stage: input, check: pii, action: redact}\n")
+    cases = write(
+        tmp_path.parent,
+        "cases.yaml",
+        "cases:\n  - {name: wrong on purpose, text: 'mail a@b.example.com', expect: allow}\n",
+    )
+    assert main(["policy", "test", str(tmp_path), str(cases)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL wrong on purpose: redact (rules pii-in)" in out and "0 passed, 1 failed" in out

@@ -42,8 +42,11 @@ class StreamGuard:
     async def on_event(self, event: bytes) -> bytes:
         if event == DONE_EVENT:
             return await self._flush_all() + event
-        data = orjson.loads(event[6:])
-        choices = data.get("choices")
+        try:
+            data = orjson.loads(event[6:])
+        except orjson.JSONDecodeError:
+            return event  # not a chunk (e.g. a comment line); nothing to check
+        choices = data.get("choices") if isinstance(data, dict) else None
         if not choices:
             return event  # e.g. the usage chunk
         self.template = {k: v for k, v in data.items() if k not in ("choices", "usage")}

@@ -53,10 +53,9 @@ _PHONE_WORDS = re.compile(
     r"|número|numero|numéro|teléfono|telefono|téléphone|portable|móvil|movil|telefon|handy|rufnummer)\b"
 )
 _SSN_WORDS = re.compile(r"\b(?:ssn|ss#|social security|soc\.? sec\.?|taxpayer)")
-_VERSION_WORDS = re.compile(
-    r"(?:\b(?:version|ver|release|build|firmware|fw|rev|revision|patch|update|upgrade|section|chapter|sdk|oid|kernel"
-    r"|driver|bios|android|ios|windows|macos|python|node|java|chrome|firefox|package|library)"
-    r"\W{0,3}|§\s?)\Z"
+_VERSION_WORDS = frozenset(
+    "version ver release build firmware fw rev revision patch update upgrade section chapter sdk oid kernel driver "
+    "bios android ios windows macos python node java chrome firefox package library §".split()
 )
 # File extensions that are not email TLDs in practice: logo@2x.png is an image, not an address.
 _FILE_EXTENSIONS = frozenset(
@@ -166,7 +165,7 @@ class PIICheck:
             for m in _IPV4.finditer(text, start, end):
                 if (
                     self._is_personal_ip(m.group())
-                    and not _VERSION_WORDS.search(text[max(0, m.start() - 24) : m.start()].lower())
+                    and not _follows_version_word(text, m.start())
                     and not _CIDR_SUFFIX.match(text, m.end())
                 ):
                     found.append(Finding("pii", "ipv4", m.start(), m.end(), detail="IPv4 address"))
@@ -236,6 +235,12 @@ def _is_isolated(text: str, start: int, end: int) -> bool:
     if after.isalnum() or after == "_":
         return False
     return not (after in "-._" and end + 1 < len(text) and text[end + 1].isalnum())
+
+
+def _follows_version_word(text: str, start: int) -> bool:
+    """ "version 1.2.3.4", "Release 10.2.0.4", "§ 3.2.1.4": a dotted quad named as a version or section."""
+    words = text[max(0, start - 24) : start].lower().split()[-2:]
+    return any(word.strip(":.,;()[]'\"") in _VERSION_WORDS for word in words)
 
 
 def _card_span(matched: str, start: int) -> tuple[int, int] | None:

@@ -54,6 +54,8 @@ class Pipeline:
                 done = event == DONE_EVENT
                 for chunk_hook in self._chunk:
                     event = await chunk_hook(ctx, event)
+                    if not event:
+                        break  # a stage swallowed the event (e.g. the usage chunk the client did not ask for)
                 if done:
                     # Records and settlements happen before the client sees the end of the stream.
                     for after in self._after:

@@ -187,3 +187,18 @@ async def test_a_failing_check_blocks(make_config: MakeConfig, tmp_path: Path, u
             r = await c.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", "hello"))
     assert r.status_code == 403 and "hook-in" in r.json()["error"]["message"]
     assert upstream.requests == []
+
+
+async def test_stream_with_output_guardrails_and_the_usage_chunk_stripped(
+    client: httpx.AsyncClient, upstream: FakeUpstream, app: FastAPI
+) -> None:
+    """The gateway asks the upstream for usage and strips that chunk; the stream guard must not see the gap."""
+    text = "one two three four five " * 10 + "mail me at jane.doe@example.org please"
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", text, stream=True))
+    assert r.status_code == 200
+    events = sse(r.text)
+    assert events[-1] == "[DONE]" and all('"usage":{' not in e for e in events)
+    # The upstream echoes the (input-redacted) prompt; the answer arrives whole, in order, and redacted.
+    assert streamed_content(events) == text.replace("jane.doe@example.org", "[REDACTED:email]")
+    (record,) = await records(app)
+    assert record.status_code == 200 and record.completion_tokens > 0

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.governance.guardrails import GuardrailEngine
 
 WINDOW = 96
+KEY_BLOCK_START, KEY_BLOCK_END, MAX_HELD_BLOCK = "-----BEGIN", "-----END", 16_384
 
 
 class StreamGuard:
@@ -69,7 +70,12 @@ class StreamGuard:
         return b"data: " + orjson.dumps(data) + b"\n\n" if keep else b""
 
     async def _release(self, index: int, *, final: bool) -> str:
-        text = self.pending.get(index, "")
+        text, held = self.pending.get(index, ""), ""
+        begin = text.rfind(KEY_BLOCK_START)
+        if not final and begin >= 0 and text.find(KEY_BLOCK_END, begin) < 0 and len(text) - begin <= MAX_HELD_BLOCK:
+            # A private-key block is held whole, unscanned, until its END line arrives (up to 16 KB): its body
+            # lines alone would not be recognised once the header had been redacted away.
+            text, held = text[:begin], text[begin:]
         if text and self.windowed:
             text = self._check(text)
         if final:
@@ -77,9 +83,9 @@ class StreamGuard:
             return text
         cut = len(text) - WINDOW
         if cut <= 0:
-            self.pending[index] = text
+            self.pending[index] = text + held
             return ""
-        self.pending[index] = text[cut:]
+        self.pending[index] = text[cut:] + held
         return text[:cut]
 
     def _check(self, text: str) -> str:

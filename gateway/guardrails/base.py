@@ -29,7 +29,9 @@ class Check(Protocol):
     """A model-free check: pure, synchronous and fast, since it runs on every message and stream window.
 
     `name` is the check's type name as written in policy YAML (``"pii"``); `scan` must not do I/O,
-    must not mutate shared state, and returns findings in order of `start`.
+    must return the same findings for the same text (an internal memo is fine, shared state is not),
+    and returns findings in order of `start`. Checks are built once per policy load and shared by
+    every request, so `__init__` does the slow work (compiling, loading tables).
     """
 
     name: str
@@ -50,20 +52,20 @@ def redact(text: str, findings: Sequence[Finding]) -> str:
     )
     if not spans:
         return text
-    merged: list[list[int | str]] = []  # [start, end, kind, length of the kind's span]
+    merged: list[tuple[int, int, str, int]] = []  # start, end, kind, length of the kind's own span
     for start, end, kind in spans:
         if merged and start <= merged[-1][1]:
-            last = merged[-1]
-            if end - start > int(last[3]):
-                last[2], last[3] = kind, end - start
-            last[1] = max(int(last[1]), end)
+            m_start, m_end, m_kind, m_length = merged[-1]
+            if end - start > m_length:
+                m_kind, m_length = kind, end - start
+            merged[-1] = (m_start, max(m_end, end), m_kind, m_length)
         else:
-            merged.append([start, end, kind, end - start])
+            merged.append((start, end, kind, end - start))
     parts: list[str] = []
     cursor = 0
     for start, end, kind, _ in merged:
-        parts.append(text[cursor : int(start)])
+        parts.append(text[cursor:start])
         parts.append(f"[REDACTED:{kind}]")
-        cursor = int(end)
+        cursor = end
     parts.append(text[cursor:])
     return "".join(parts)

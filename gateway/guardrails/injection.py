@@ -1,7 +1,8 @@
 """Prompt-injection check: override phrases, jailbreak personas, prompt extraction and hidden characters, scored 0..1.
 
-Speed (2-core dev box, CPython 3.11): about 6 µs per KB of typical chat text; one Aho-Corasick pass
-over the normalised text finds trigger words, and only the patterns they trigger run.
+Speed (2-core dev box, CPython 3.11): about 8 µs per KB of ASCII chat text, 25-45 µs per KB of accented
+or Cyrillic text (Unicode normalisation); one Aho-Corasick pass over the normalised text finds trigger
+words, and only the patterns they trigger run.
 """
 
 from __future__ import annotations
@@ -21,13 +22,20 @@ _FLAG_SEQUENCE = re.compile("\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e00
 _ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff")
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _DROP = {ord(c): None for c in _ZERO_WIDTH | _BIDI_CONTROLS | {"\u200e", "\u200f", "\u00ad"}}
-# Letters that look Latin in other scripts (Cyrillic, Greek), and typographic quotes, mapped so
-# "ignоre" with a Cyrillic o reads as "ignore".
+# Letters that look Latin in other scripts (Cyrillic, Greek), mapped so "ignоre" with a Cyrillic o reads
+# as "ignore"; typographic quotes, so "you’re" reads as "you're".
 _CONFUSABLES = str.maketrans(
-    "аеорсухіјѕԁԛԝАВЕКМНОРСТХІЈЅαοрντυΑΒΕΗΙΚΜΝΟΡΤΧΥΖ’‘‛“”„«»",
-    'aeopcyxijsdqwABEKMHOPCTXIJSaopvtuABEHIKMNOPTXYZ\'\'\'"""""',
+    "аеорсухіјѕԁԛԝАВЕКМНОРСТХІЈЅαοрντυΑΒΕΗΙΚΜΝΟΡΤΧΥΖ", "aeopcyxijsdqwABEKMHOPCTXIJSaopvtuABEHIKMNOPTXYZ"
 )
+_QUOTES = (("’", "'"), ("‘", "'"), ("‛", "'"), ("“", '"'), ("”", '"'), ("„", '"'), ("«", '"'), ("»", '"'))
 _COMBINING = re.compile(r"[\u0300-\u036f]")
+_TAG = re.compile("[\U000e0000-\U000e007f]")
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\U000e0000-\U000e007f]")
+_SPLIT_WORD = re.compile("(?<=[A-Za-z])[\u200b\u200c\u200d\u2060-\u2064\ufeff](?=[A-Za-z])")
+# Cyrillic and Greek letters, and runs of Latin ones: a Latin run touching a Cyrillic or Greek letter is a
+# word spelt with look-alikes. Mapping only then keeps Russian or Greek text at C speed.
+_OTHER_SCRIPTS = re.compile("[\u0370-\u04ff]")
+_LATIN_RUN = re.compile("[A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,20 +52,30 @@ def normalise(text: str) -> Normalised:
     """NFKC, confusables to Latin, accents off, casefold; tag characters decoded to the ASCII they hide."""
     if text.isascii():
         return Normalised(text.lower())
-    text = _FLAG_SEQUENCE.sub("", text)
-    tags = [c for c in text if "\U000e0000" <= c <= "\U000e007f"]
-    bidi = sum(1 for c in text if c in _BIDI_CONTROLS)
-    split = sum(
-        1
-        for i, c in enumerate(text)
-        if c in _ZERO_WIDTH and 0 < i < len(text) - 1 and text[i - 1].isascii() and text[i - 1].isalpha()
-        and text[i + 1].isascii() and text[i + 1].isalpha()
-    )  # fmt: skip
-    visible = "".join(c for c in text if not "\U000e0000" <= c <= "\U000e007f").translate(_DROP)
-    visible = unicodedata.normalize("NFKC", visible).translate(_CONFUSABLES)
+    tags, bidi, split, hidden = 0, 0, 0, ""
+    if _INVISIBLE.search(text):  # each step below is a C-speed scan; a Python loop costs 150 µs per KB
+        text = _FLAG_SEQUENCE.sub("", text)
+        tag_chars = _TAG.findall(text)
+        tags = len(tag_chars)
+        bidi = sum(text.count(c) for c in _BIDI_CONTROLS)
+        split = len(_SPLIT_WORD.findall(text))
+        hidden = "".join(chr(ord(c) - 0xE0000) for c in tag_chars).lower()
+        text = _TAG.sub("", text).translate(_DROP)
+    visible = unicodedata.normalize("NFKC", text)
+    if _OTHER_SCRIPTS.search(visible) and _has_mixed_script_word(visible):
+        visible = visible.translate(_CONFUSABLES)
+    for curly, straight in _QUOTES:
+        visible = visible.replace(curly, straight)
     visible = _COMBINING.sub("", unicodedata.normalize("NFD", visible)).casefold()
-    hidden = "".join(chr(ord(c) - 0xE0000) for c in tags).lower()
-    return Normalised(visible + ("\n" + hidden if hidden else ""), len(tags), bidi, split)
+    return Normalised(visible + ("\n" + hidden if hidden else ""), tags, bidi, split)
+
+
+def _has_mixed_script_word(text: str) -> bool:
+    for run in _LATIN_RUN.finditer(text):
+        start, end = run.span()
+        if (start and _OTHER_SCRIPTS.match(text, start - 1)) or _OTHER_SCRIPTS.match(text, end):
+            return True
+    return False
 
 
 class InjectionCheck:
@@ -126,7 +144,7 @@ class InjectionCheck:
         remaining = 1.0
         for weight in weights.values():
             remaining *= 1.0 - weight
-        signals = [name for name, weight in sorted(weights.items(), key=lambda kv: -kv[1]) if weight >= 0.2]
+        signals = [name for name, _ in sorted(weights.items(), key=lambda kv: -kv[1])]
         return 1.0 - remaining, signals
 
 

@@ -1,4 +1,4 @@
-"""The phrase patterns, weights and trigger words of the injection check, over normalised (lower-case, accent-free) text."""
+"""The injection check's phrase patterns, weights and trigger words, over normalised (lower-case, accent-free) text."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ _MODS = (
 )
 _OBJECTS = (
     r"(?:instructions?|directions?|rules|guidelines|prompts?|context|commands|guidance|constraints|restrictions"
-    r"|programming|training|polic(?:y|ies)|filters|directives|orders)\b(?!\s+of\b)"  # "the rules of chess" are not the model's
+    # "the rules of chess" are not the model's
+    r"|programming|training|polic(?:y|ies)|filters|directives|orders)\b(?!\s+of\b)"
 )
 _LIMITS = (
     r"(?:restrictions?|rules|limits|limitations|filters?|guidelines|censorship|ethics|morals|boundaries|constraints"
@@ -256,7 +257,8 @@ PATTERNS: tuple[Pattern, ...] = (
         r"|\bwhat\s+(?:instructions|rules|prompt)\s+(?:were|have)\s+you\s+(?:been\s+)?(?:given|told)\b"
         r"|\bwhat(?:'s|\s+is)\s+in\s+your\s+(?:system\s+)?prompt\b|\b(?:print|repeat|output|show)\s+(?:me\s+)?"
         r"your\s+(?:initial|original|first|starting|hidden)\s+(?:instructions|prompt|message)",
-        "you told|you instructed|you given|you asked|you been|in your|your initial|your original|your first|your starting|your hidden",
+        "you told|you instructed|you given|you asked|you been|in your|your initial|your original|your first"
+        "|your starting|your hidden",
     ),
     _p(
         "override phrase",
@@ -322,7 +324,8 @@ IMPERATIVE_LEAD = re.compile(
 # Words that mark a sentence as talking about injection rather than performing it.
 DISCUSSION_CUES = re.compile(
     r"\b(?:attacks?|defen[cds]\w*|protect\w*|prevent\w*|detect\w*|mitigat\w*"
-    r"|classif\w*|injections?|vulnerab\w*|owasp|red[- ]team\w*|security|researchers?|papers?|examples?\s+(?:include|are|of|like)|for\s+example|such\s+as"
+    r"|classif\w*|injections?|vulnerab\w*|owasp|red[- ]team\w*|security|researchers?|papers?"
+    r"|examples?\s+(?:include|are|of|like)|for\s+example|such\s+as"
     r"|(?:phrases?|prompts?|strings?|inputs?|payloads?)\s+like|what\s+is|what\s+does|why\s+do"
     r"|how\s+(?:do|can|should)\s+(?:i|we|you)\s+(?:stop|block|defend|detect|prevent|handle|protect|guard)"
     r"|stop\s+(?:users|people|them)|unit\s+tests?|test\s+cases?|benchmarks?|false\s+positives?"

@@ -121,9 +121,9 @@ def is_phone_number(candidate: str, *, regions: Sequence[str], has_context: bool
     """Decide whether a numeric run (already isolated from surrounding text) is a phone number.
 
     International numbers (+ or 00) must be valid in the numbering plan of their country code. National
-    numbers must have a phone shape (NANP 3-3-4 or a grouped 0-prefixed number) and be valid in one of
-    `regions`; unseparated digit runs and 7-digit local numbers need a phone word nearby
-    (`has_context`). With a phone word, a number of possible length in an unallocated range also counts.
+    numbers must be valid in one of `regions` and either have a phone shape (NANP 3-3-4 or a grouped
+    0-prefixed number) or follow a phone word (`has_context`); 7-digit local numbers need a phone word.
+    With a phone word, a number of possible length in an unallocated range also counts.
     """
     digits = _SEPARATORS.sub("", candidate)
     if not digits.lstrip("+").isdigit():
@@ -138,9 +138,8 @@ def is_phone_number(candidate: str, *, regions: Sequence[str], has_context: bool
     grouped = digits != candidate
     if len(digits) == 7:
         return has_context and _NANP_LOCAL.fullmatch(candidate) is not None
-    if grouped and not (_NANP.fullmatch(candidate) or _TRUNK_GROUPED.fullmatch(candidate)):
-        return False
-    if not grouped and not has_context:
+    phone_shaped = grouped and (_NANP.fullmatch(candidate) or _TRUNK_GROUPED.fullmatch(candidate))
+    if not phone_shaped and not has_context:
         return False
     return any(_check(digits, region, has_context) for region in regions)
 

@@ -41,8 +41,9 @@ def load_entry_point_check(name: str) -> type:
     if not matches:
         available = sorted({ep.name for ep in found})
         raise LookupError(
-            f"no check named {name!r}: not built in ({', '.join(sorted(BUILTIN_CHECKS))}) and no installed package "
-            f"registers it in the {ENTRY_POINT_GROUP!r} entry point group (registered: {', '.join(available) or 'none'})"
+            f"no check named {name!r}: not built in ({', '.join(sorted(BUILTIN_CHECKS))}) and no installed "
+            f"package registers it in the {ENTRY_POINT_GROUP!r} entry point group "
+            f"(registered: {', '.join(available) or 'none'})"
         )
     loaded = matches[0].load()
     if not isinstance(loaded, type) or not callable(getattr(loaded, "scan", None)):

@@ -202,3 +202,27 @@ async def test_stream_with_output_guardrails_and_the_usage_chunk_stripped(
     assert streamed_content(events) == text.replace("jane.doe@example.org", "[REDACTED:email]")
     (record,) = await records(app)
     assert record.status_code == 200 and record.completion_tokens > 0
+
+
+async def test_stream_holds_a_private_key_block_whole(
+    make_config: MakeConfig, tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """With `redact`, the key's lines after the first window must not leak: the block is held to its END line."""
+    from gateway.app import create_app
+
+    folder = tmp_path / "redact"
+    folder.mkdir()
+    (folder / "p.yaml").write_text(
+        "name: p\nguardrails:\n  - {id: s-out, stage: output, check: secrets, action: redact}\n"
+    )
+    lines = [f"MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7line{i}\n" for i in range(8)]
+    pieces = ["Here it is:\n-----BEGIN PRIVATE KEY-----\n", *lines, "-----END PRIVATE KEY-----\nDone."]
+    events: list[bytes | dict[str, object]] = [chunk(p) for p in pieces] + [b"[DONE]"]
+    upstream.script(Reply(stream_events=events, headers={"content-type": "text/event-stream"}))
+    app = create_app(make_config(policies=str(folder)))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as c:
+            r = await c.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", "hi", stream=True))
+    content = streamed_content(sse(r.text))
+    assert "MIIEvQ" not in content and "[REDACTED:private_key]" in content
+    assert content.startswith("Here it is:") and content.endswith("Done.")

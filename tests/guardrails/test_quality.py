@@ -1,8 +1,10 @@
 """Measured quality of the built-in checks on the labelled sets in tests/guardrails/data/.
 
-Each check must reach precision >= 0.95 and recall >= 0.90 on its set. Span checks are scored per
-value (a finding counts when its kind and exact text match a labelled value); whole-text checks per
-case (injection) or per case and topic (topics). Run with `-s` to see the table.
+Each check must reach precision >= 0.95 and recall >= 0.90 on its cases: the development set
+(data/<check>.yaml) plus, for pii, secrets and injection, the held-out rounds written later
+(data/holdout/, data/blind/, whose headers record their first, untuned scores). Span checks are scored
+per value (a finding counts when its kind and exact text match a labelled value); whole-text checks
+per case (injection) or per case and topic (topics). Run with `-s` to see the tables.
 """
 
 from __future__ import annotations
@@ -39,12 +41,22 @@ class Score:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
 
 
-def load_set(name: str) -> tuple[Check, list[dict[str, Any]]]:
+ROUNDS = ("", "holdout", "blind")
+
+
+def build_check(name: str) -> Check:
+    """The check configured as its development set's `config` says (defaults when there is none)."""
     data = yaml.safe_load((DATA / f"{name}.yaml").read_text(encoding="utf-8"))
-    return BUILTIN_CHECKS[name](**data.get("config", {})), data["cases"]
+    return BUILTIN_CHECKS[name](**data.get("config", {}))
 
 
-def expected_spans(name: str, check: Check, case: dict[str, Any]) -> Counter[tuple[str, str]]:
+def load_cases(name: str, round_name: str = "") -> list[dict[str, Any]]:
+    """The cases of one round ("" = development set); empty when the check has no such round."""
+    path = DATA / round_name / f"{name}.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))["cases"] if path.exists() else []
+
+
+def expected_spans(check: Check, case: dict[str, Any]) -> Counter[tuple[str, str]]:
     expect = case.get("expect") or {}
     if isinstance(expect, list):  # regex / keywords: a list of values of the check's one kind
         kind = getattr(check, "kind", "keyword")
@@ -52,13 +64,12 @@ def expected_spans(name: str, check: Check, case: dict[str, Any]) -> Counter[tup
     return Counter((kind, value) for kind, values in expect.items() for value in values)
 
 
-def score_spans(name: str) -> dict[str, Score]:
+def score_spans(check: Check, cases: list[dict[str, Any]]) -> dict[str, Score]:
     """Per-kind scores (plus "all") of a span check: exact kind and text of each finding."""
-    check, cases = load_set(name)
     scores: dict[str, Score] = {"all": Score()}
     for case in cases:
         text = case["text"]
-        expected = expected_spans(name, check, case)
+        expected = expected_spans(check, case)
         for finding in check.scan(text):
             key = (finding.kind, text[finding.start : finding.end])
             kind_score = scores.setdefault(finding.kind, Score())
@@ -79,9 +90,8 @@ def score_spans(name: str) -> dict[str, Score]:
     return scores
 
 
-def score_whole_text(name: str) -> dict[str, Score]:
+def score_whole_text(check: Check, cases: list[dict[str, Any]]) -> dict[str, Score]:
     """Per-label scores of a whole-text check: injection (true/false) or topics (a list of topic names)."""
-    check, cases = load_set(name)
     scores: dict[str, Score] = {"all": Score()}
     for case in cases:
         text = case["text"]
@@ -111,10 +121,23 @@ def render(name: str, scores: dict[str, Score]) -> str:
     return "\n".join(lines + [f"    {e}" for e in errors])
 
 
+def score(name: str, check: Check, cases: list[dict[str, Any]]) -> dict[str, Score]:
+    return score_spans(check, cases) if name in SPAN_CHECKS else score_whole_text(check, cases)
+
+
 @pytest.mark.parametrize("name", SPAN_CHECKS + WHOLE_TEXT_CHECKS)
 def test_quality_labelled_set_meets_precision_and_recall_targets(name: str) -> None:
-    scores = score_spans(name) if name in SPAN_CHECKS else score_whole_text(name)
-    table = render(name, scores)
+    check = build_check(name)
+    scores = score(name, check, [case for r in ROUNDS for case in load_cases(name, r)])
+    rounds = []
+    for round_name in ROUNDS:
+        round_cases = load_cases(name, round_name)
+        if round_cases:
+            s = score(name, check, round_cases)["all"]
+            rounds.append(
+                f"  {round_name or 'development':<24} {s.precision:>9.3f} {s.recall:>7.3f}  ({len(round_cases)} cases)"
+            )
+    table = render(name, scores) + "\n" + "\n".join(rounds)
     print("\n" + table)
     total = scores["all"]
     assert total.precision >= MIN_PRECISION and total.recall >= MIN_RECALL, table
@@ -122,6 +145,6 @@ def test_quality_labelled_set_meets_precision_and_recall_targets(name: str) -> N
 
 @pytest.mark.parametrize("name", SPAN_CHECKS + WHOLE_TEXT_CHECKS)
 def test_quality_labelled_set_has_50_positives_and_50_hard_negatives(name: str) -> None:
-    _, cases = load_set(name)
+    cases = load_cases(name)
     positives = sum(1 for case in cases if case.get("expect"))
     assert positives >= 50 and len(cases) - positives >= 50

@@ -135,3 +135,12 @@ def test_policy_test_cli_fails_on_a_mismatch(tmp_path: Path, capsys: pytest.Capt
     assert main(["policy", "test", str(tmp_path), str(cases)]) == 1
     out = capsys.readouterr().out
     assert "FAIL wrong on purpose: redact (rules pii-in)" in out and "0 passed, 1 failed" in out
+
+
+def test_readme_example_policy_is_valid(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Policies and guardrails") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml\n"))]
+    write(tmp_path, "example.yaml", example)
+    (policy,) = load_policies(tmp_path).policies
+    assert policy.name == "support-bots" and len(policy.guardrails) == 7

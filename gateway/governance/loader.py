@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from gateway.config import ConfigError, format_validation_error
 from gateway.governance.checks import ContextCheck, build_check
 from gateway.governance.policy import Action, Mode, PolicyFile, Stage
+from gateway.governance.toolrules import CompiledToolRules, compile_tool_rules
 from gateway.guardrails.base import Check
 
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -50,6 +51,7 @@ class CompiledPolicy:
     models: re.Pattern[str] | None
     routes: frozenset[str] | None
     guardrails: tuple[CompiledGuardrail, ...]
+    tools: CompiledToolRules | None = None
 
     def applies(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None], model: str,
                 route: str) -> bool:  # fmt: skip
@@ -88,9 +90,18 @@ class PolicySet:
                 self._cache[cache_key] = found
         return found
 
+    def tool_rules_for(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None],
+                       model: str, route: str) -> tuple[CompiledToolRules, ...]:  # fmt: skip
+        """The tool rules of every policy that governs this call, in set order (shadow ones included)."""
+        return tuple(
+            policy.tools
+            for policy in self.policies
+            if policy.tools is not None and policy.applies(key=key, team=team, model=model, route=route)
+        )
+
     @property
     def empty(self) -> bool:
-        return not any(policy.guardrails for policy in self.policies)
+        return not any(policy.guardrails or policy.tools for policy in self.policies)
 
 
 EMPTY = PolicySet(policies=(), sha256=hashlib.sha256(b"").hexdigest(), files=())
@@ -155,6 +166,9 @@ def compile_policy(policy: PolicyFile, source: str, make_check: MakeCheck = buil
         models=glob_pattern(scope.models) if scope.models is not None else None,
         routes=frozenset(scope.routes) if scope.routes is not None else None,
         guardrails=tuple(guardrails),
+        tools=compile_tool_rules(policy.tools, policy=policy.name, shadow=policy.mode == "shadow")
+        if policy.tools is not None
+        else None,
     )
 
 
@@ -165,6 +179,7 @@ def load_policies(path: str | Path, make_check: MakeCheck = build_check) -> Poli
     policies: list[CompiledPolicy] = []
     files: list[str] = []
     seen_ids: dict[str, str] = {}
+    seen_tool_ids: dict[str, str] = {}
     names: dict[str, str] = {}
     for file in policy_files(path):
         raw = file.read_bytes()
@@ -180,6 +195,12 @@ def load_policies(path: str | Path, make_check: MakeCheck = build_check) -> Poli
                     f"{source}: guardrails[{i}].id: {guardrail.id!r} is also used in {seen_ids[guardrail.id]}"
                 )
             seen_ids[guardrail.id] = source
+        for i, tool_rule in enumerate(policy.tools.rules if policy.tools is not None else ()):
+            if tool_rule.id in seen_tool_ids:
+                raise PolicyError(
+                    f"{source}: tools.rules[{i}].id: {tool_rule.id!r} is also used in {seen_tool_ids[tool_rule.id]}"
+                )
+            seen_tool_ids[tool_rule.id] = source
         policies.append(compile_policy(policy, source, make_check))
         files.append(source)
     return PolicySet(policies=tuple(policies), sha256=digest.hexdigest(), files=tuple(files))

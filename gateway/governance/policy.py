@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.governance.toolrules import ToolRules
+
 Stage = Literal["input", "output"]
 Action = Literal["allow", "warn", "redact", "block"]
 Mode = Literal["enforce", "shadow"]
@@ -54,6 +56,9 @@ class PolicyFile(_Strict):
     mode: Mode = Field(default="enforce", description="shadow: log and report what would happen, change nothing")
     applies_to: AppliesTo = Field(default_factory=AppliesTo)
     guardrails: tuple[Guardrail, ...] = ()
+    tools: ToolRules | None = Field(
+        default=None, description="rules for the tool calls models ask for; absent: this policy governs none"
+    )
 
     @field_validator("guardrails")
     @classmethod

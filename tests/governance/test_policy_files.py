@@ -144,3 +144,24 @@ def test_readme_example_policy_is_valid(tmp_path: Path) -> None:
     write(tmp_path, "example.yaml", example)
     (policy,) = load_policies(tmp_path).policies
     assert policy.name == "support-bots" and len(policy.guardrails) == 7
+
+
+def test_tool_rules_load_in_the_same_file_and_errors_name_their_path(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "name: agents\ntools:\n  default: deny\n  rules:\n"
+        "    - {id: refund-small, match: payments.refund, when: [{arg: amount, lte: 100}], action: allow}\n"
+        "    - {id: refund-large, match: payments.refund, when: [{arg: amount, gt: 100}], action: require_approval,"
+        " expires_after: 15m}\n",
+    )
+    policies = load_policies(tmp_path)
+    (rules,) = policies.tool_rules_for(key=(None, None), team=(None, None), model="m", route="chat")
+    assert [r.id for r in rules.rules] == ["refund-small", "refund-large"]
+    write(
+        tmp_path,
+        "b.yaml",
+        "name: b\ntools:\n  default: allow\n  rules:\n    - {id: r, match: x, when: [{arg: a, regex: '('}], action: deny}\n",
+    )
+    with pytest.raises(PolicyError, match=r"b.yaml: tools.rules\[0\].when\[0\].regex"):
+        load_policies(tmp_path)

@@ -103,3 +103,45 @@ class ApiKey(SQLModel, table=True):
     metadata_: dict[str, object] = Field(default_factory=dict, sa_column=Column("metadata", JSON, nullable=False))
     created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
+
+
+class AuditRecord(SQLModel, table=True):
+    """One audit event, chained: `hash` = sha256(prev_hash + canonical JSON of the event and seq).
+
+    The event fields are documented on gateway.audit.events.AuditEvent; gateway/audit/chain.py writes and checks.
+    """
+
+    __tablename__ = "audit_records"
+
+    seq: int = Field(primary_key=True, sa_type=BigIntegerKey, sa_column_kwargs={"autoincrement": False})
+    event_id: str = Field(unique=True, index=True)
+    occurred_at: datetime = Field(index=True, sa_type=UTCDateTime)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    actor: str = Field(index=True)
+    actor_role: str | None = None
+    actor_team: str | None = None
+    action: str = Field(index=True)
+    subject: str | None = Field(default=None, index=True)
+    outcome: str | None = None
+    reason: str | None = None
+    rule_id: str | None = None
+    risk: str | None = None
+    policy_sha256: str | None = None
+    request_id: str | None = Field(default=None, index=True)
+    model: str | None = None
+    input_sha256: str | None = None
+    details: dict[str, object] = Field(default_factory=dict, sa_type=JSON)
+    prev_hash: str
+    hash: str
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """Where pruning cut the audit chain: the seq and hash of the last record deleted, so verify starts there."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntegerKey)
+    seq: int = Field(unique=True, sa_type=BigInteger)
+    hash: str
+    pruned: int  # records deleted by this prune
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)

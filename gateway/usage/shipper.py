@@ -7,6 +7,9 @@ kept in memory only; idempotent inserts are what make restarts safe.
 
 Lines that can never be inserted (not JSON, missing fields, values the database refuses) are set aside in
 `rejected-usage.jsonl` beside the spool files and logged, so one bad record cannot block the rest.
+
+Other records reuse this machinery with their own spool prefix: a subclass overrides `_parse_line` (one spool
+line to one row) and `_execute` (insert a batch, returning how many rows were new); see gateway/audit/log.py.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,11 +36,11 @@ from sqlmodel import SQLModel
 from gateway.storage.db import Database
 from gateway.storage.tables import UsageRecord
 from gateway.usage.pricing import nanos, usd
-from gateway.usage.spool import SPOOL_GLOB, UsageSpool
+from gateway.usage.spool import UsageSpool
 
 logger = logging.getLogger(__name__)
 
-REJECTED_FILE = "rejected-usage.jsonl"  # outside SPOOL_GLOB: never shipped again by ship_leftovers
+REJECTED_FILE = "rejected-usage.jsonl"  # outside the spool's glob: never shipped again by ship_leftovers
 ROTATE_BYTES = 8 * 1024 * 1024
 LEFTOVER_SCAN_S = 60.0  # run() also ships the files of sibling processes that died since startup
 _INLINE_READ_BYTES = 64 * 1024  # more than this pending is read and parsed in a worker thread
@@ -127,7 +130,7 @@ class UsageShipper:
         """
         async with self._lock:
             inserted = 0
-            for path in sorted(self._spool.directory.glob(SPOOL_GLOB)):
+            for path in sorted(self._spool.directory.glob(self._spool.glob)):
                 fd = _take_leftover(path)
                 if fd is None:
                     continue  # live: its process holds the lock (this process's own file included)
@@ -137,7 +140,7 @@ class UsageShipper:
                     path.unlink(missing_ok=True)  # while still locked, so no one else ships it again
                 finally:
                     os.close(fd)
-                logger.info("Shipped %d leftover usage records from %s.", shipped, path)
+                logger.info("Shipped %d leftover %s records from %s.", shipped, self._spool.prefix, path)
                 inserted += shipped
             return inserted
 
@@ -174,14 +177,17 @@ class UsageShipper:
             else:
                 if self._failing:
                     self._failing = False
-                    logger.warning("Shipping usage records works again; the spooled backlog is shipped.")
+                    logger.warning(
+                        "Shipping %s records works again; the spooled backlog is shipped.", self._spool.prefix
+                    )
 
     async def close(self) -> None:
         """At shutdown: a last flush, then close the spool, deleting its file when everything was shipped."""
         try:
             await self.flush()
         except (SQLAlchemyError, OSError) as exc:
-            logger.warning("Usage records stay spooled in %s for the next start: %s", self._spool.path, _describe(exc))
+            message = "%s records stay spooled in %s for the next start: %s"
+            logger.warning(message, self._spool.prefix.capitalize(), self._spool.path, _describe(exc))
         live = self._live
         self._spool.close(shipped=live.offset if live is not None and live.path == self._spool.path else None)
         self._close_live()
@@ -190,8 +196,8 @@ class UsageShipper:
         # One warning per outage, not one per interval; the records wait in the spool meanwhile.
         log = logger.debug if self._failing else logger.warning
         self._failing = True
-        message = "Shipping usage records failed; they stay spooled and are retried every %.1f s: %s"
-        log(message, self._interval_s, _describe(exc))
+        message = "Shipping %s records failed; they stay spooled and are retried every %.1f s: %s"
+        log(message, self._spool.prefix, self._interval_s, _describe(exc))
 
     def _live_cursor(self) -> _Cursor:
         path = self._spool.path
@@ -210,9 +216,9 @@ class UsageShipper:
         inserted = 0
         while cursor.offset < stop:
             if stop - cursor.offset > _INLINE_READ_BYTES:
-                chunk = await anyio.to_thread.run_sync(_read_chunk, cursor.fd, cursor.offset)
+                chunk = await anyio.to_thread.run_sync(_read_chunk, cursor.fd, cursor.offset, self._parse_line)
             else:
-                chunk = _read_chunk(cursor.fd, cursor.offset)
+                chunk = _read_chunk(cursor.fd, cursor.offset, self._parse_line)
             if chunk.end == cursor.offset:
                 break  # only a partial line is left: still being written, or torn by a crash
             inserted += await self._ship_chunk(cursor, chunk)
@@ -246,6 +252,10 @@ class UsageShipper:
             inserted += await self._insert_batch([row])
         return inserted
 
+    def _parse_line(self, line: bytes) -> dict[str, object]:
+        """One spool line as column values; raises ValueError (ValidationError included) for a line to set aside."""
+        return _row(line)
+
     async def _execute(self, rows: Sequence[dict[str, object]]) -> int:
         async with self._db.session() as session:
             result = await session.exec(self._insert, params=rows)
@@ -254,8 +264,9 @@ class UsageShipper:
         return inserted
 
     def _reject(self, line: bytes, reason: str) -> None:
-        path = self._spool.directory / REJECTED_FILE
-        logger.error("Usage record cannot be stored, set aside in %s: %s: %s", path, reason, line[:500])
+        path = self._spool.directory / f"rejected-{self._spool.prefix}.jsonl"  # REJECTED_FILE for usage
+        message = "%s record cannot be stored, set aside in %s: %s: %s"
+        logger.error(message, self._spool.prefix.capitalize(), path, reason, line[:500])
         entry = {"rejected_at": datetime.now(UTC), "reason": reason, "line": line.decode("utf-8", "replace")}
         with path.open("ab") as file:
             file.write(orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE))
@@ -299,7 +310,7 @@ def _take_leftover(path: Path) -> int | None:
     return None
 
 
-def _read_chunk(fd: int, offset: int) -> _Chunk:
+def _read_chunk(fd: int, offset: int, parse: Callable[[bytes], dict[str, object]]) -> _Chunk:
     """The complete lines from `offset`, up to about 4 MiB, parsed and validated; blocking."""
     size = _READ_CHUNK_BYTES
     while True:
@@ -315,7 +326,7 @@ def _read_chunk(fd: int, offset: int) -> _Chunk:
         if not line.strip():
             continue
         try:
-            chunk.rows.append(_row(line))
+            chunk.rows.append(parse(line))
         except ValidationError as exc:
             reason = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'line'}: {e['msg']}" for e in exc.errors())
             chunk.rejected.append((end, line, reason))

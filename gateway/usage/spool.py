@@ -6,9 +6,10 @@ killer). It is not fsynced per record, which would cost milliseconds: records no
 within one shipping interval, and while they cannot, the shipper calls `sync()` every interval. So a power
 loss or kernel crash may lose about the last interval (half a second) of records.
 
-Ownership: each process appends to its own file, `usage-<pid>-<random>.jsonl`, and holds an exclusive
-flock(2) on it while it is live. The kernel drops the lock when the process exits or dies, so a spool file
-nobody holds locked belongs to a process that is gone, and `UsageShipper.ship_leftovers` ships it.
+Ownership: each process appends to its own file, `usage-<pid>-<random>.jsonl` (the audit log's spool, in the
+same folder, names its files `audit-...`), and holds an exclusive flock(2) on it while it is live. The kernel
+drops the lock when the process exits or dies, so a spool file nobody holds locked belongs to a process that is
+gone, and `UsageShipper.ship_leftovers` ships it.
 The folder must be on a local filesystem (flock over NFS is not reliable) and, in a container, on a volume
 that outlives the container, or a crash loses the unshipped records with the container's filesystem.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-SPOOL_GLOB = "usage-*.jsonl"  # live and leftover spool files; nothing else in the folder matches
+SPOOL_GLOB = "usage-*.jsonl"  # live and leftover usage spool files; nothing else in the folder matches
 # Naive datetimes are taken as UTC: rejecting a record later, at shipping time, would lose it.
 _DUMPS_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NAIVE_UTC
 
@@ -34,18 +35,24 @@ class UsageSpool:
     Safe to append from several threads; `rotate` and `close` are meant for the one shipper.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, prefix: str = "usage") -> None:
         self.directory = directory
+        self.prefix = prefix  # names the files, so spools of different records can share a folder
         self._fd: int | None = None
         self._path: Path | None = None
         # Guards the descriptor against rotate/close swapping it mid-append; uncontended it costs ~0.1 µs.
         self._lock = threading.Lock()
 
     @property
+    def glob(self) -> str:
+        """The pattern matching this spool's live and leftover files (SPOOL_GLOB for usage)."""
+        return f"{self.prefix}-*.jsonl"
+
+    @property
     def path(self) -> Path:
         """The live file; raises RuntimeError before `open()`."""
         if self._path is None:
-            raise RuntimeError("The usage spool is not open; call UsageSpool.open() first.")
+            raise RuntimeError(f"The {self.prefix} spool is not open; call UsageSpool.open() first.")
         return self._path
 
     def open(self) -> None:
@@ -53,7 +60,7 @@ class UsageSpool:
         self.directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if self._fd is not None:
-                raise RuntimeError(f"The usage spool is already open on {self._path}.")
+                raise RuntimeError(f"The {self.prefix} spool is already open on {self._path}.")
             self._fd, self._path = self._create_file()
 
     def append(self, record: dict[str, object]) -> None:
@@ -61,7 +68,7 @@ class UsageSpool:
         line = memoryview(orjson.dumps(record, option=_DUMPS_OPTIONS))
         with self._lock:
             if self._fd is None:
-                raise RuntimeError("The usage spool is not open; call UsageSpool.open() first.")
+                raise RuntimeError(f"The {self.prefix} spool is not open; call UsageSpool.open() first.")
             while line:  # a regular file writes everything at once unless the disk is full
                 line = line[os.write(self._fd, line) :]
 
@@ -69,7 +76,7 @@ class UsageSpool:
         """Bytes in the live file."""
         with self._lock:
             if self._fd is None:
-                raise RuntimeError("The usage spool is not open; call UsageSpool.open() first.")
+                raise RuntimeError(f"The {self.prefix} spool is not open; call UsageSpool.open() first.")
             return os.fstat(self._fd).st_size
 
     def sync(self) -> None:
@@ -109,12 +116,12 @@ class UsageSpool:
                 os.close(fd)
 
     def _create_file(self) -> tuple[int, Path]:
-        """A new spool file, already locked when it appears under its `usage-*.jsonl` name.
+        """A new spool file, already locked when it appears under its `<prefix>-*.jsonl` name.
 
         Created under a hidden name first: another process's ship_leftovers must never see it unlocked,
         or it could ship and delete it before this process takes the lock, and the appends would be lost.
         """
-        name = f"usage-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+        name = f"{self.prefix}-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
         hidden = self.directory / f".{name}.new"
         fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:

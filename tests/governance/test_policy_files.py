@@ -161,7 +161,8 @@ def test_tool_rules_load_in_the_same_file_and_errors_name_their_path(tmp_path: P
     write(
         tmp_path,
         "b.yaml",
-        "name: b\ntools:\n  default: allow\n  rules:\n    - {id: r, match: x, when: [{arg: a, regex: '('}], action: deny}\n",
+        "name: b\ntools:\n  default: allow\n  rules:\n"
+        "    - {id: r, match: x, when: [{arg: a, regex: '('}], action: deny}\n",
     )
     with pytest.raises(PolicyError, match=r"b.yaml: tools.rules\[0\].when\[0\].regex"):
         load_policies(tmp_path)

@@ -199,10 +199,14 @@ def load_config(path: str | Path, *, env: Mapping[str, str]) -> GatewayConfig:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    return parse_config(parse_yaml(text, str(path)), source=str(path), env=env)
+
+
+def parse_yaml(text: str, source: str, error: type[ConfigError] = ConfigError) -> object:
+    """YAML text to data; a syntax error raises `error` naming the source, line and column."""
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_config(data, source=str(path), env=env)
+        raise error(f"{source}: {where}invalid YAML ({getattr(exc, 'problem', exc)})") from None

@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from gateway.config import ConfigError, format_validation_error
+from gateway.config import ConfigError, format_validation_error, parse_yaml
 from gateway.governance.checks import ContextCheck, build_check
 from gateway.governance.policy import Action, Mode, PolicyFile, Stage
 from gateway.governance.toolrules import CompiledToolRules, compile_tool_rules
@@ -116,12 +115,7 @@ def policy_files(path: Path) -> list[Path]:
 
 
 def parse_policy(text: str, source: str) -> PolicyFile:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise PolicyError(f"{source}: {where}invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = parse_yaml(text, source, PolicyError)
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: expected a policy (a mapping with name, guardrails, ...)")
     try:

@@ -68,12 +68,7 @@ class OpenAICompatProvider:
             ) as response:
                 raw = await response.read()
                 if response.status >= 400:
-                    raise error_for_status(
-                        response.status,
-                        upstream_message(raw),
-                        model,
-                        retry_after=response.headers.get("retry-after"),
-                    )
+                    raise status_error(response, raw, model)
         except GatewayError:
             raise
         except TimeoutError:
@@ -92,13 +87,7 @@ class OpenAICompatProvider:
                 url, data=payload, headers=headers, timeout=self._timeout(model, stream=True)
             ) as response:
                 if response.status >= 400:
-                    raw = await response.read()
-                    raise error_for_status(
-                        response.status,
-                        upstream_message(raw),
-                        model,
-                        retry_after=response.headers.get("retry-after"),
-                    )
+                    raise status_error(response, await response.read(), model)
                 if not response.content_type.startswith("text/event-stream"):
                     raise UpstreamError(
                         f"Upstream for model {model.name!r} answered a stream request with "
@@ -143,6 +132,11 @@ async def split_events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
                 yield event
     if buffer.strip() == DONE_EVENT.strip():  # some servers end with a single newline, then close
         yield DONE_EVENT
+
+
+def status_error(response: aiohttp.ClientResponse, raw: bytes, model: ModelConfig) -> GatewayError:
+    retry_after = response.headers.get("retry-after")
+    return error_for_status(response.status, upstream_message(raw), model, retry_after=retry_after)
 
 
 def connection_error(model: ModelConfig, exc: aiohttp.ClientError) -> UpstreamError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,7 +51,13 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with build_services(config) as services:
             app.state.services = services
+            # Everything built at startup (price map, tokenizers, policies, caches) lives as long as the
+            # process: move it out of the collector's reach. Under load, full collections scanning it took
+            # 23-33% of CPU and caused 68-350 ms pauses (bench/PROFILE.md).
+            gc.collect()
+            gc.freeze()
             yield
+            gc.unfreeze()
 
     app = GatewayApp(title="gateway", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     install_error_handlers(app)

@@ -16,7 +16,6 @@ from typing import Union
 import orjson
 
 from gateway.errors import PolicyDenied
-from gateway.governance.checks import ContextCheck
 from gateway.governance.loader import CompiledGuardrail
 from gateway.governance.policy import ACTION_RANK
 from gateway.governance.store import PolicyStore
@@ -171,11 +170,11 @@ class GuardrailEngine:
 
     async def scan(self, guardrail: CompiledGuardrail, texts: list[str], ctx: CallContext) -> list[list[Finding]]:
         check = guardrail.check
-        if isinstance(check, ContextCheck):
+        if guardrail.is_context:
             joined = "\n".join(texts)
-            found = await check.scan_context(joined, ctx)
+            found = await check.scan_context(joined, ctx)  # type: ignore[union-attr]
             return [found] + [[] for _ in texts[1:]] if texts else [found]
-        return [check.scan(text) for text in texts]
+        return [check.scan(text) for text in texts]  # type: ignore[union-attr]
 
     def record(self, ctx: CallContext, decisions: list[Decision]) -> None:
         if not decisions:

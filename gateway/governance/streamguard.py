@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import orjson
 
 from gateway.errors import PolicyDenied
-from gateway.governance.checks import ContextCheck
 from gateway.guardrails.base import redact
 from gateway.pipeline.context import CallContext
 from gateway.providers.base import DONE_EVENT
@@ -32,7 +31,7 @@ class StreamGuard:
         self.engine = engine
         self.ctx = ctx
         guardrails = engine.guardrails(ctx, "output")
-        self.windowed = [g for g in guardrails if g.mode == "enforce" and not isinstance(g.check, ContextCheck)]
+        self.windowed = [g for g in guardrails if g.mode == "enforce" and not g.is_context]
         self.at_end = [g for g in guardrails if g not in self.windowed]
         self.pending: dict[int, str] = {}
         self.whole: dict[int, list[str]] = {}

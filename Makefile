@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: install serve test lint
+.PHONY: install serve test lint bench-setup bench bench-quick bench-soak bench-profile
 install: $(VENV)/.installed
 
 serve: install
@@ -26,5 +26,22 @@ test: install
 	$(VENV)/bin/python -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check gateway tests
-	$(VENV)/bin/ruff format --check gateway tests
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff format --check gateway tests bench
+
+# Benchmarks (not run by CI; bench/README.md): wrk from Debian, LiteLLM proxy in its own venv.
+bench-setup:
+	command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	test -x bench/.venv-litellm/bin/litellm || ($(PYTHON) -m venv bench/.venv-litellm && bench/.venv-litellm/bin/pip install --quiet 'litellm[proxy]')
+
+bench: install
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: install
+	$(VENV)/bin/python bench/run.py --quick
+
+bench-soak: install
+	$(VENV)/bin/python bench/run.py --soak $(SOAK_N)
+
+bench-profile: install
+	$(VENV)/bin/pip install --quiet py-spy && $(VENV)/bin/python bench/run.py --profile bench/PROFILE.md

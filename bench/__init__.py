@@ -1,0 +1,1 @@
+"""Benchmarks: the gateway's overhead against a direct upstream and against LiteLLM proxy (`python bench/run.py`)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import URL, create_engine, event, make_url
+from sqlalchemy import URL, Connection, create_engine, event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -65,6 +65,7 @@ def run_migrations(url: str) -> None:
         engine = create_engine(sync_url)
         try:
             with engine.begin() as connection:
+                _lock_for_migration(connection)
                 config = Config()
                 config.set_main_option("script_location", str(_MIGRATIONS))
                 config.attributes["connection"] = connection  # env.py migrates on this connection
@@ -74,6 +75,15 @@ def run_migrations(url: str) -> None:
     # The alembic/driver boundary: whatever failed, startup stops with one error that names the database.
     except Exception as exc:
         raise MigrationError(f"Migrating database {_mask_password(url)} to head failed: {exc}") from exc
+
+
+def _lock_for_migration(connection: Connection) -> None:
+    """Several processes (uvicorn workers, instances) start at once: one migrates, the others wait and then find
+    the schema at head. Without this, two workers on a fresh database both ran CREATE TABLE and one crashed."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(7429001)"))
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite: take the write lock before reading the version
 
 
 def _create_database_engine(url: str) -> AsyncEngine:

@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.audit.config import AuditConfig
+
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {
     "openai": "https://api.openai.com/v1",
@@ -125,6 +127,7 @@ class GatewayConfig(_Strict):
     retry_backoff_s: float = Field(default=0.25, ge=0, description="First retry delay; doubles per attempt.")
     spool_dir: str = Field(default="spool", description="Where usage records wait to be shipped to the database.")
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
+from gateway.audit.log import AuditLog
 from gateway.config import GatewayConfig
 from gateway.governance.auth import Authenticator, AuthHook
 from gateway.governance.budget import BudgetHook
@@ -60,6 +61,7 @@ class Services:
     guardrails: GuardrailEngine
     spool: UsageSpool
     shipper: UsageShipper
+    audit: AuditLog
     pipeline: Pipeline
     started_at: int
     telemetry: Telemetry
@@ -78,7 +80,7 @@ def build_pipeline(services: Services) -> Pipeline:
         BudgetHook(services.counters, services.prices),
         OutputGuardrailHook(services.guardrails),
         *services.telemetry.hooks(),
-        RecorderHook(services.spool),
+        RecorderHook(services.spool, services.audit),
     ]
     return Pipeline(hooks, Dispatcher(backoff_s=services.config.retry_backoff_s))
 
@@ -128,6 +130,11 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         shipped = await shipper.ship_leftovers()  # what a previous process left behind
         if shipped:
             log.info("shipped %d usage records left by a previous process", shipped)
+        audit = AuditLog(db, Path(config.spool_dir), config=config.audit)
+        stack.push_async_callback(audit.close)  # a last flush, then the audit spool closes
+        chained = await audit.open()  # chains what a previous process left behind
+        if chained:
+            log.info("chained %d audit events left by a previous process", chained)
         key_cache = KeyCache(db, redis=redis)  # type: ignore[arg-type]
         await key_cache.reload()
         await seed_budgets(db, key_cache, counters)
@@ -153,12 +160,17 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
             guardrails=GuardrailEngine(policies),
             spool=spool,
             shipper=shipper,
+            audit=audit,
             pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
             started_at=int(time.time()),
             telemetry=telemetry,
         )
         services.pipeline = build_pipeline(services)
-        tasks = [asyncio.create_task(shipper.run()), asyncio.create_task(key_cache.run())]
+        tasks = [
+            asyncio.create_task(shipper.run()),
+            asyncio.create_task(audit.run()),
+            asyncio.create_task(key_cache.run()),
+        ]
         if config.policies:
             tasks.append(asyncio.create_task(policies.watch()))
         if redis is not None:

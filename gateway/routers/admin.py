@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from gateway.audit.events import AuditEvent
 from gateway.governance.auth import require_role
 from gateway.pipeline.context import Principal
 from gateway.schemas.admin import KeyCreate, KeyOut, KeyUpdate, TeamCreate, TeamOut, TeamUpdate
@@ -20,6 +21,11 @@ def caller(request: Request, *roles: str) -> tuple[Services, Principal]:
     principal = services.authenticator.authenticate(request.headers.get("authorization"))
     require_role(principal, *roles)
     return services, principal
+
+
+def audit(services: Services, who: Principal, action: str, subject: str, **details: object) -> None:
+    """Admin changes go to the audit log (spooled; the write does not wait for the database)."""
+    services.audit.record(AuditEvent.by(who, action, subject=subject, outcome="done", details=details))
 
 
 def team_out(team: Team) -> TeamOut:
@@ -59,8 +65,9 @@ def key_out(key: ApiKey, secret: str | None = None) -> KeyOut:
 
 @router.post("/teams", status_code=201)
 async def create_team(spec: TeamCreate, request: Request) -> TeamOut:
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     team = await services.keys.create_team(spec)
+    audit(services, who, "team.created", team.id, name=team.name)
     await services.key_cache.changed()
     return team_out(team)
 
@@ -79,16 +86,18 @@ async def get_team(ref: str, request: Request) -> TeamOut:
 
 @router.patch("/teams/{ref}")
 async def update_team(ref: str, spec: TeamUpdate, request: Request) -> TeamOut:
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     team = await services.keys.update_team(ref, spec)
+    audit(services, who, "team.updated", team.id, fields=sorted(spec.model_fields_set))
     await services.key_cache.changed()
     return team_out(team)
 
 
 @router.post("/keys", status_code=201)
 async def create_key(spec: KeyCreate, request: Request) -> KeyOut:
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     key, secret = await services.keys.create_key(spec)
+    audit(services, who, "key.created", key.id, prefix=key.prefix, role=key.role, team_id=key.team_id)
     await services.key_cache.changed()
     return key_out(key, secret)
 
@@ -108,24 +117,27 @@ async def get_key(ref: str, request: Request) -> KeyOut:
 
 @router.patch("/keys/{ref}")
 async def update_key(ref: str, spec: KeyUpdate, request: Request) -> KeyOut:
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     key = await services.keys.update_key(ref, spec)
+    audit(services, who, "key.updated", key.id, fields=sorted(spec.model_fields_set))
     await services.key_cache.changed()
     return key_out(key)
 
 
 @router.post("/keys/{ref}/rotate")
 async def rotate_key(ref: str, request: Request) -> KeyOut:
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     key, secret = await services.keys.rotate_key(ref)
+    audit(services, who, "key.rotated", key.id, prefix=key.prefix)
     await services.key_cache.changed()
     return key_out(key, secret)
 
 
 @router.post("/keys/{ref}/revoke")
 async def revoke_key(ref: str, request: Request) -> KeyOut:
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     key = await services.keys.revoke_key(ref)
+    audit(services, who, "key.revoked", key.id, prefix=key.prefix)
     await services.key_cache.changed()
     return key_out(key)
 
@@ -133,7 +145,8 @@ async def revoke_key(ref: str, request: Request) -> KeyOut:
 @router.delete("/keys/{ref}")
 async def delete_key(ref: str, request: Request) -> JSONResponse:
     """DELETE revokes: the row stays, so its usage keeps its owner."""
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     key = await services.keys.revoke_key(ref)
+    audit(services, who, "key.revoked", key.id, prefix=key.prefix)
     await services.key_cache.changed()
     return JSONResponse(key_out(key).model_dump(mode="json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import anyio.to_thread
 from fastapi import APIRouter, Request
 
+from gateway.audit.events import AuditEvent
 from gateway.errors import InvalidRequest
 from gateway.governance.loader import PolicyError, PolicySet
 from gateway.governance.store import PolicyStore
@@ -41,10 +42,20 @@ async def get_policies(request: Request) -> dict[str, object]:
 @router.post("/policies/reload")
 async def reload_policies(request: Request) -> dict[str, object]:
     """Loads the files again; a bad version is refused with its error and the set in force stays."""
-    services, _ = caller(request, "admin")
+    services, who = caller(request, "admin")
     store: PolicyStore = services.policies
     try:
         policies = await anyio.to_thread.run_sync(store.reload)
     except PolicyError as exc:
         raise InvalidRequest(f"The policies were not reloaded; the set in force is unchanged. {exc}") from None
+    services.audit.record(
+        AuditEvent.by(
+            who,
+            "policy.reloaded",
+            subject="policies",
+            policy_sha256=policies.sha256,
+            outcome="done",
+            details={"files": list(policies.files)},
+        )
+    )
     return describe(store, policies)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+from gateway.audit.events import AuditEvent
+from gateway.audit.log import AuditLog
 from gateway.errors import GatewayError
 from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
@@ -46,12 +48,37 @@ class RecorderHook(BaseHook):
 
     name = "recorder"
 
-    def __init__(self, spool: UsageSpool) -> None:
+    def __init__(self, spool: UsageSpool, audit: AuditLog | None = None) -> None:
         self.spool = spool
+        self.audit = audit
 
     async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
         self.spool.append(usage_record(ctx))
+        self._audit(ctx)
 
     async def on_error(self, ctx: CallContext, error: GatewayError) -> None:
         if ctx.principal is not None:
             self.spool.append(usage_record(ctx))
+            self._audit(ctx)
+
+    def _audit(self, ctx: CallContext) -> None:
+        """Calls on which a policy decided something go to the audit log too (both spooled, no DB wait)."""
+        if self.audit is None or not ctx.decisions:
+            return
+        worst = ctx.decisions[-1]
+        for decision in ctx.decisions:
+            if decision.get("action") == "block":
+                worst = decision
+        self.audit.record(
+            AuditEvent.by(
+                ctx.principal,
+                "policy.decision",
+                subject=ctx.request_id,
+                request_id=ctx.request_id,
+                model=ctx.model,
+                policy_sha256=ctx.policy_sha256,
+                outcome=str(worst.get("action")),
+                rule_id=str(worst.get("rule")),
+                details={"decisions": ctx.decisions, "status_code": ctx.status_code},
+            )
+        )

@@ -23,9 +23,10 @@ def caller(request: Request, *roles: str) -> tuple[Services, Principal]:
     return services, principal
 
 
-def audit(services: Services, who: Principal, action: str, subject: str, **details: object) -> None:
-    """Admin changes go to the audit log (spooled; the write does not wait for the database)."""
+async def changed(services: Services, who: Principal, action: str, subject: str, **details: object) -> None:
+    """After every key or team write: audit it (spooled, no database wait) and refresh every instance's key cache."""
     services.audit.record(AuditEvent.by(who, action, subject=subject, outcome="done", details=details))
+    await services.key_cache.changed()
 
 
 def team_out(team: Team) -> TeamOut:
@@ -67,8 +68,7 @@ def key_out(key: ApiKey, secret: str | None = None) -> KeyOut:
 async def create_team(spec: TeamCreate, request: Request) -> TeamOut:
     services, who = caller(request, "admin")
     team = await services.keys.create_team(spec)
-    audit(services, who, "team.created", team.id, name=team.name)
-    await services.key_cache.changed()
+    await changed(services, who, "team.created", team.id, name=team.name)
     return team_out(team)
 
 
@@ -88,8 +88,7 @@ async def get_team(ref: str, request: Request) -> TeamOut:
 async def update_team(ref: str, spec: TeamUpdate, request: Request) -> TeamOut:
     services, who = caller(request, "admin")
     team = await services.keys.update_team(ref, spec)
-    audit(services, who, "team.updated", team.id, fields=sorted(spec.model_fields_set))
-    await services.key_cache.changed()
+    await changed(services, who, "team.updated", team.id, fields=sorted(spec.model_fields_set))
     return team_out(team)
 
 
@@ -97,8 +96,7 @@ async def update_team(ref: str, spec: TeamUpdate, request: Request) -> TeamOut:
 async def create_key(spec: KeyCreate, request: Request) -> KeyOut:
     services, who = caller(request, "admin")
     key, secret = await services.keys.create_key(spec)
-    audit(services, who, "key.created", key.id, prefix=key.prefix, role=key.role, team_id=key.team_id)
-    await services.key_cache.changed()
+    await changed(services, who, "key.created", key.id, prefix=key.prefix, role=key.role, team_id=key.team_id)
     return key_out(key, secret)
 
 
@@ -119,8 +117,7 @@ async def get_key(ref: str, request: Request) -> KeyOut:
 async def update_key(ref: str, spec: KeyUpdate, request: Request) -> KeyOut:
     services, who = caller(request, "admin")
     key = await services.keys.update_key(ref, spec)
-    audit(services, who, "key.updated", key.id, fields=sorted(spec.model_fields_set))
-    await services.key_cache.changed()
+    await changed(services, who, "key.updated", key.id, fields=sorted(spec.model_fields_set))
     return key_out(key)
 
 
@@ -128,8 +125,7 @@ async def update_key(ref: str, spec: KeyUpdate, request: Request) -> KeyOut:
 async def rotate_key(ref: str, request: Request) -> KeyOut:
     services, who = caller(request, "admin")
     key, secret = await services.keys.rotate_key(ref)
-    audit(services, who, "key.rotated", key.id, prefix=key.prefix)
-    await services.key_cache.changed()
+    await changed(services, who, "key.rotated", key.id, prefix=key.prefix)
     return key_out(key, secret)
 
 
@@ -137,8 +133,7 @@ async def rotate_key(ref: str, request: Request) -> KeyOut:
 async def revoke_key(ref: str, request: Request) -> KeyOut:
     services, who = caller(request, "admin")
     key = await services.keys.revoke_key(ref)
-    audit(services, who, "key.revoked", key.id, prefix=key.prefix)
-    await services.key_cache.changed()
+    await changed(services, who, "key.revoked", key.id, prefix=key.prefix)
     return key_out(key)
 
 
@@ -147,6 +142,5 @@ async def delete_key(ref: str, request: Request) -> JSONResponse:
     """DELETE revokes: the row stays, so its usage keeps its owner."""
     services, who = caller(request, "admin")
     key = await services.keys.revoke_key(ref)
-    audit(services, who, "key.revoked", key.id, prefix=key.prefix)
-    await services.key_cache.changed()
+    await changed(services, who, "key.revoked", key.id, prefix=key.prefix)
     return JSONResponse(key_out(key).model_dump(mode="json"))

@@ -14,12 +14,21 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestMiddleware
-from gateway.routers import admin, audit, health, inference, models, policies, usage
+from gateway.routers import admin, approvals, audit, health, inference, models, policies, usage
 from gateway.routers.metrics import metrics_router
 from gateway.services import build_services
 from gateway.settings import Settings
 
-ROUTERS = (inference.router, models.router, admin.router, usage.router, audit.router, policies.router, health.router)
+ROUTERS = (
+    inference.router,
+    models.router,
+    admin.router,
+    usage.router,
+    audit.router,
+    policies.router,
+    approvals.router,
+    health.router,
+)
 log = logging.getLogger("gateway")
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.approvals.config import ApprovalsConfig
 from gateway.audit.config import AuditConfig
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
@@ -128,6 +129,7 @@ class GatewayConfig(_Strict):
     spool_dir: str = Field(default="spool", description="Where usage records wait to be shipped to the database.")
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

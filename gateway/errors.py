@@ -83,6 +83,18 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ApprovalNotFound(NotFound):
+    code = "approval_not_found"
+
+
+class Conflict(GatewayError):
+    """The request is valid but the resource's state does not allow it (e.g. an approval already decided)."""
+
+    status_code = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class MethodNotAllowed(GatewayError):
     status_code = 405
     type = "invalid_request_error"

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import aiohttp
 
+from gateway.approvals.killswitch import ToolSwitch
+from gateway.approvals.service import ApprovalService
+from gateway.approvals.webhooks import WebhookNotifier
 from gateway.audit.log import AuditLog
 from gateway.config import GatewayConfig
 from gateway.governance.auth import Authenticator, AuthHook
@@ -26,6 +29,8 @@ from gateway.governance.keycache import KeyCache
 from gateway.governance.keys import KeyService
 from gateway.governance.ratelimit import RateLimitHook
 from gateway.governance.store import PolicyStore
+from gateway.governance.toolcalls import ToolGovernor
+from gateway.governance.toolhook import ToolCallHook
 from gateway.pipeline.parse import ParseHook
 from gateway.pipeline.routing import RoutingHook
 from gateway.pipeline.runner import Pipeline
@@ -62,6 +67,9 @@ class Services:
     spool: UsageSpool
     shipper: UsageShipper
     audit: AuditLog
+    approvals: ApprovalService
+    tool_switch: ToolSwitch
+    webhooks: WebhookNotifier
     pipeline: Pipeline
     started_at: int
     telemetry: Telemetry
@@ -79,6 +87,11 @@ def build_pipeline(services: Services) -> Pipeline:
         RateLimitHook(services.counters),
         BudgetHook(services.counters, services.prices),
         OutputGuardrailHook(services.guardrails),
+        ToolCallHook(
+            ToolGovernor(services.policies, services.approvals, services.tool_switch),
+            services.approvals,
+            services.guardrails,
+        ),
         *services.telemetry.hooks(),
         RecorderHook(services.spool, services.audit),
     ]
@@ -145,6 +158,10 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         make_check = functools.partial(build_check, session=lambda: http, count=lambda ctx: count_prompt(tokens, ctx))
         policies = PolicyStore(config.policies, make_check)  # a bad policy file stops startup here
         telemetry = open_telemetry(config, stack)
+        webhooks = WebhookNotifier(config.approvals.webhooks, lambda: http)
+        approvals = ApprovalService(db, audit, webhooks, sweep_interval_s=config.approvals.sweep_interval_s)
+        tool_switch = ToolSwitch(db, redis=redis)  # type: ignore[arg-type]
+        await tool_switch.reload()
         services = Services(
             config=config,
             db=db,
@@ -161,6 +178,9 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
             spool=spool,
             shipper=shipper,
             audit=audit,
+            approvals=approvals,
+            tool_switch=tool_switch,
+            webhooks=webhooks,
             pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
             started_at=int(time.time()),
             telemetry=telemetry,
@@ -170,11 +190,15 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
             asyncio.create_task(shipper.run()),
             asyncio.create_task(audit.run()),
             asyncio.create_task(key_cache.run()),
+            asyncio.create_task(approvals.run()),
+            asyncio.create_task(tool_switch.run()),
+            asyncio.create_task(webhooks.run()),
         ]
         if config.policies:
             tasks.append(asyncio.create_task(policies.watch()))
         if redis is not None:
             tasks.append(asyncio.create_task(key_cache.listen()))
+            tasks.append(asyncio.create_task(tool_switch.listen()))
         try:
             yield services
         finally:

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from gateway.errors import GatewayError
     from gateway.governance.keycache import KeyEntry
     from gateway.governance.streamguard import StreamGuard
-    from gateway.providers.base import Deployment
+    from gateway.governance.toolstream import ToolStream
+    from gateway.providers.base import Deployment, Reply
     from gateway.usage.pricing import Usage
 
 Operation = Literal["chat", "completions", "embeddings"]
@@ -55,6 +56,9 @@ class CallContext:
     client_wants_usage: bool = False  # the client itself asked for the usage chunk of a stream
     stream_events: list[bytes] | None = None  # kept to count output tokens if the upstream reports none
     stream_guard: StreamGuard | None = None  # output guardrails' window over a stream
+    tool_stream: ToolStream | None = None  # tool calls of a stream, held until complete and judged
+    answer: Reply | None = None  # a stage answered the call itself (a released approval): no upstream call
+    answer_events: list[bytes] | None = None  # the same answer as SSE events, for streams
     decisions: list[dict[str, object]] | None = None  # guardrail and policy decisions, for the records
     policy_sha256: str | None = None  # the policy set that made them
 

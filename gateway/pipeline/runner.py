@@ -33,10 +33,16 @@ class Pipeline:
         try:
             for before in self._before:
                 await before(ctx)
-            if ctx.stream:
+            if ctx.answer is not None:  # a stage answered the call itself (e.g. released an approved tool call)
+                if ctx.stream:
+                    events = replay(ctx.answer_events or [DONE_EVENT])
+                    return self._relay(ctx, await anext(events), events)
+                reply = ctx.answer
+            elif ctx.stream:
                 first, events = await self.dispatcher.open_stream(ctx)
                 return self._relay(ctx, first, events)
-            reply = await self.dispatcher.send(ctx)
+            else:
+                reply = await self.dispatcher.send(ctx)
             for after in self._after:
                 await after(ctx, reply)
             return reply
@@ -89,3 +95,8 @@ class Pipeline:
                 await on_error(ctx, error)
             except Exception:  # one failing release must not hide the original error or skip the others
                 log.exception("on_error hook failed for %s", ctx.request_id)
+
+
+async def replay(events: list[bytes]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event

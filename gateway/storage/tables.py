@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -144,4 +144,54 @@ class AuditCheckpoint(SQLModel, table=True):
     seq: int = Field(unique=True, sa_type=BigInteger)
     hash: str
     pruned: int  # records deleted by this prune
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
+class ApprovalRequest(SQLModel, table=True):
+    """A tool call held for a human: bound by `binding_hash` to its tool, canonical arguments, policy set and caller.
+
+    States and who moves them are documented on gateway.governance.approvals.ApprovalService.
+    """
+
+    __tablename__ = "approval_requests"
+
+    id: str = Field(primary_key=True)
+    status: str = Field(index=True)  # pending, approved, denied, expired, cancelled, executed
+    tool_name: str
+    tool_call_id: str = Field(index=True)  # the id the model gave the call; released unchanged
+    arguments: str = Field(sa_type=Text)  # the argument string as the model produced it
+    canonical_arguments: str = Field(sa_type=Text)  # RFC 8785 form, what the binding hash covers
+    binding_hash: str = Field(index=True)
+    key_id: str = Field(index=True)  # the requesting key ("master" for the master key)
+    key_name: str
+    team_id: str | None = None
+    model: str
+    request_id: str
+    policy: str  # the policy file whose rule gated the call
+    policy_sha256: str
+    rule_id: str
+    risk: str
+    reason: str | None = None  # the rule's message
+    approver_roles: list[str] = Field(default_factory=list, sa_type=JSON)
+    approver_teams: list[str] = Field(default_factory=list, sa_type=JSON)
+    on_timeout: str = "deny"
+    created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
+    expires_at: datetime = Field(index=True, sa_type=UTCDateTime)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_by: str | None = None  # key id, "master" or "system"
+    decided_by_name: str | None = None
+    comment: str | None = Field(default=None, sa_type=Text)
+    executed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    executed_request_id: str | None = None
+
+
+class ToolSuspension(SQLModel, table=True):
+    """The kill switch: while a row exists, tool calls of that key (scope "key:<id>") or of everyone ("all") are
+    denied."""
+
+    __tablename__ = "tool_suspensions"
+
+    scope: str = Field(primary_key=True)
+    reason: str | None = None
+    suspended_by: str
     created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.admin_client import add_admin_commands
+from gateway.approvals.cli import add_approval_commands
 from gateway.audit.cli import add_audit_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.governance.policytest import add_policy_commands
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_admin_commands(commands)
     add_policy_commands(commands)
     add_audit_commands(commands)
+    add_approval_commands(commands)
 
     models = commands.add_parser("models", help="list the models a config file serves")
     models.add_argument("--config", type=Path)

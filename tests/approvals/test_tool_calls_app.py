@@ -94,9 +94,7 @@ async def test_gated_call_is_held_and_released_once_after_approval(
     assert approval_id in r.json()["choices"][0]["message"]["content"]
 
     # Still pending: the resume is refused, so is a tool result for the call.
-    resumed = await client.post(
-        "/v1/chat/completions", headers=bearer(agent), json=ask(resume_approvals=[approval_id])
-    )
+    resumed = await client.post("/v1/chat/completions", headers=bearer(agent), json=ask(resume_approvals=[approval_id]))
     assert resumed.status_code == 403 and resumed.json()["error"]["code"] == "approval_required"
 
     decided = await client.post(
@@ -106,9 +104,7 @@ async def test_gated_call_is_held_and_released_once_after_approval(
     assert decided.json()["decided_by"] == approver["id"]
 
     requests_before = len(upstream.requests)
-    resumed = await client.post(
-        "/v1/chat/completions", headers=bearer(agent), json=ask(resume_approvals=[approval_id])
-    )
+    resumed = await client.post("/v1/chat/completions", headers=bearer(agent), json=ask(resume_approvals=[approval_id]))
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["choices"][0]["message"]["tool_calls"] == [call]  # same id, same argument string
     assert len(upstream.requests) == requests_before  # the model was not asked again

@@ -12,6 +12,13 @@ A cases file (YAML) lists inputs or outputs with the decision the author expects
         expect: redact                # allow | warn | redact | block: the most restrictive enforced action
         expect_rules: [pii-input]     # optional: the rules that must have decided
         expect_text: "write to [REDACTED:email]"   # optional: the text after redaction
+      - name: a big refund needs a human
+        stage: tool                   # a tool call the model asks for, judged by the tool rules
+        tool: payments.refund
+        arguments: {order_id: "42", amount: 500}   # an object, or the raw JSON string the model would send
+        role: member                  # optional: the caller's key role (default member)
+        expect: require_approval      # allow | deny | require_approval
+        expect_rules: [big-refunds]
 """
 
 from __future__ import annotations
@@ -21,16 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import orjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.config import format_validation_error
 from gateway.errors import PolicyDenied
+from gateway.governance.engine import ToolCall
 from gateway.governance.guardrails import GuardrailEngine, input_slots, output_slots
 from gateway.governance.keycache import KeyEntry
 from gateway.governance.loader import PolicyError, PolicySet
 from gateway.governance.policy import ACTION_RANK
 from gateway.governance.store import PolicyStore
+from gateway.governance.toolcalls import ToolGovernor
 from gateway.pipeline.context import CallContext, Principal
 
 
@@ -38,16 +48,27 @@ class Case(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    stage: Literal["input", "output"] = "input"
-    text: str
+    stage: Literal["input", "output", "tool"] = "input"
+    text: str = ""
+    tool: str | None = None
+    arguments: dict[str, object] | str | None = None
+    role: Literal["admin", "member", "approver", "viewer"] = "member"
     model: str = "any-model"
     route: Literal["chat", "completions", "embeddings"] = "chat"
     team: str | None = None
     key: str | None = None
     response_format: dict[str, object] | None = None
-    expect: Literal["allow", "warn", "redact", "block"]
+    expect: Literal["allow", "warn", "redact", "block", "deny", "require_approval"]
     expect_rules: list[str] | None = None
     expect_text: str | None = None
+
+    @model_validator(mode="after")
+    def _stage_fields(self) -> Case:
+        if self.stage == "tool" and (self.tool is None or self.arguments is None):
+            raise ValueError("a tool case needs tool and arguments")
+        if self.stage != "tool" and (self.tool is not None or self.arguments is not None):
+            raise ValueError("tool and arguments belong to stage: tool cases")
+        return self
 
 
 class CaseFile(BaseModel):
@@ -89,12 +110,12 @@ def load_cases(path: Path) -> list[Case]:
 def case_context(case: Case) -> CallContext:
     ctx = CallContext(request_id="policy-test", operation=case.route, raw=b"", authorization=None)
     ctx.model = case.model
-    if case.key or case.team:
+    if case.key or case.team or case.stage == "tool":
         entry = KeyEntry(
-            id=case.key or "",
+            id=case.key or "case-key",
             name="case",
             prefix=case.key or "",
-            role="member",
+            role=case.role,
             team_id=case.team,
             team_name=case.team,
             allowed_models=None,
@@ -103,7 +124,7 @@ def case_context(case: Case) -> CallContext:
             expires_at=None,
             revoked=False,
         )
-        ctx.principal = Principal(key_id=entry.id, name="case", role="member", team_id=case.team, key=entry)
+        ctx.principal = Principal(key_id=entry.id, name="case", role=case.role, team_id=case.team, key=entry)
     if case.stage == "input":
         if case.route == "chat":
             ctx.body = {"model": case.model, "messages": [{"role": "user", "content": case.text}]}
@@ -116,7 +137,24 @@ def case_context(case: Case) -> CallContext:
     return ctx
 
 
+def run_tool_case(store: PolicyStore, case: Case) -> Outcome:
+    ctx = case_context(case)
+    arguments = case.arguments if isinstance(case.arguments, str) else orjson.dumps(case.arguments).decode()
+    governor = ToolGovernor(store)
+    decision = governor.decide(ctx, ToolCall(name=case.tool or "", arguments=arguments, id="case"), kill_switch=False)
+    decisions = ctx.decisions or []
+    return Outcome(
+        case=case,
+        action=decision.action if decision else "allow",
+        rules=[decision.rule_id] if decision else [],
+        text=arguments,
+        shadow=[f"{d['action']}:{d['rule']}" for d in decisions if d.get("shadow")],
+    )
+
+
 async def run_case(engine: GuardrailEngine, case: Case) -> Outcome:
+    if case.stage == "tool":
+        return run_tool_case(engine.store, case)
     ctx = case_context(case)
     if case.stage == "input":
         slots = input_slots(ctx)
@@ -151,6 +189,10 @@ def summary(policies: PolicySet) -> list[str]:
         lines.append(f"  {policy.name} [{policy.mode}] ({policy.source}) applies to {' '.join(scope) or 'everything'}")
         for g in policy.guardrails:
             lines.append(f"    {g.id:<24} {g.stage:<6} {g.check_name:<12} -> {g.action}")
+        if policy.tools is not None:
+            for rule in policy.tools.rules:
+                lines.append(f"    {rule.id:<24} tool   {'':<12} -> {rule.action} (risk {rule.risk})")
+            lines.append(f"    {'(no rule matches)':<24} tool   {'':<12} -> {policy.tools.default}")
     return lines
 
 

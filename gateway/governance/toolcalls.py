@@ -83,7 +83,10 @@ def as_tool_call(call: object) -> ToolCall:
 
 
 class ToolGovernor:
-    def __init__(self, store: PolicyStore, approvals: ApprovalService, switch: ToolSwitch) -> None:
+    def __init__(
+        self, store: PolicyStore, approvals: ApprovalService | None = None, switch: ToolSwitch | None = None
+    ) -> None:
+        """Without approvals and a switch (`gateway policy test`), it decides but holds nothing."""
         self.store = store
         self.approvals = approvals
         self.switch = switch
@@ -109,6 +112,8 @@ class ToolGovernor:
 
     def suspension(self, ctx: CallContext) -> str | None:
         principal = ctx.principal
+        if self.switch is None:
+            return None
         row = self.switch.suspended(principal.key_id if principal else None)
         if row is None:
             return None
@@ -165,7 +170,7 @@ class ToolGovernor:
         return verdicts
 
     async def _hold(self, ctx: CallContext, call: dict[str, object], decision: ToolDecision) -> Verdict:
-        assert ctx.principal is not None
+        assert ctx.principal is not None and self.approvals is not None
         try:
             approval = await self.approvals.create(
                 decision, arguments=as_tool_call(call).arguments, principal=ctx.principal, model=ctx.model,

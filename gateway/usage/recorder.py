@@ -15,6 +15,10 @@ from gateway.usage.pricing import usd
 from gateway.usage.spool import UsageSpool
 
 
+# Which decision the audit record of a call names: the most severe, guardrails and tool rules alike.
+SEVERITY = {"block": 4, "deny": 4, "require_approval": 3, "redact": 2, "warn": 1}
+
+
 def usage_record(ctx: CallContext) -> dict[str, object]:
     principal = ctx.principal
     usage = ctx.usage
@@ -65,10 +69,7 @@ class RecorderHook(BaseHook):
         """Calls on which a policy decided something go to the audit log too (both spooled, no DB wait)."""
         if self.audit is None or not ctx.decisions:
             return
-        worst = ctx.decisions[-1]
-        for decision in ctx.decisions:
-            if decision.get("action") == "block":
-                worst = decision
+        worst = max(ctx.decisions, key=lambda decision: SEVERITY.get(str(decision.get("action")), 0))
         self.audit.record(
             AuditEvent.by(
                 ctx.principal,
@@ -79,6 +80,7 @@ class RecorderHook(BaseHook):
                 policy_sha256=ctx.policy_sha256,
                 outcome=str(worst.get("action")),
                 rule_id=str(worst.get("rule")),
+                risk=str(worst["risk"]) if worst.get("risk") else None,
                 details={"decisions": ctx.decisions, "status_code": ctx.status_code},
             )
         )

@@ -148,16 +148,23 @@ def turn(
 def approve_soon(served: Served, *, deny: bool = False, delay_s: float = 0.3) -> Callable[[], None]:
     """An approver who acts from another thread once a request is pending, while the agent waits."""
 
+    def pending() -> list[dict[str, object]]:
+        listed = httpx.get(
+            f"{served.server.url}/v1/approvals", headers=bearer(served.approver), params={"status": "pending"}
+        )
+        return [a for a in listed.json()["data"] if a["requested_by"]["key_id"] == served.agent_id]
+
+    before = {a["id"] for a in pending()}  # left pending by earlier tests: not this agent run's
+
     def act() -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            listed = httpx.get(f"{served.server.url}/v1/approvals", headers=bearer(served.approver)).json()["data"]
-            pending = [a for a in listed if a["status"] == "pending"]
-            if pending:
+            new = [a for a in pending() if a["id"] not in before]
+            if new:
                 time.sleep(delay_s)
                 verb = "deny" if deny else "approve"
                 body = {"comment": "not for this customer" if deny else "verified by phone"}
-                r = httpx.post(f"{served.server.url}/v1/approvals/{pending[0]['id']}/{verb}",
+                r = httpx.post(f"{served.server.url}/v1/approvals/{new[0]['id']}/{verb}",
                                headers=bearer(served.approver), json=body)  # fmt: skip
                 assert r.status_code == 200, r.text
                 return

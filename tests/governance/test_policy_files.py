@@ -166,3 +166,22 @@ def test_tool_rules_load_in_the_same_file_and_errors_name_their_path(tmp_path: P
     )
     with pytest.raises(PolicyError, match=r"b.yaml: tools.rules\[0\].when\[0\].regex"):
         load_policies(tmp_path)
+
+
+def test_policy_test_cli_judges_tool_cases(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = "name: p\ntools:\n  default: deny\n  rules:\n    - {id: read, match: 'fs.read', action: allow}\n"
+    write(tmp_path, "p.yaml", policy)
+    cases = write(
+        tmp_path.parent,
+        "cases.yaml",
+        "cases:\n"
+        "  - {name: reads pass, stage: tool, tool: fs.read, arguments: {path: /tmp/x}, expect: allow}\n"
+        "  - {name: writes fall to the default, stage: tool, tool: fs.write, arguments: {}, expect: allow}\n",
+    )
+    assert main(["policy", "test", str(tmp_path), str(cases)]) == 1
+    out = capsys.readouterr().out
+    assert "ok   reads pass: allow (rules read)" in out
+    assert "FAIL writes fall to the default: deny (rules default)" in out
+    bad = write(tmp_path.parent, "bad.yaml", "cases:\n  - {name: no tool, stage: tool, expect: deny}\n")
+    assert main(["policy", "test", str(tmp_path), str(bad)]) == 2
+    assert "a tool case needs tool and arguments" in capsys.readouterr().err

@@ -14,7 +14,6 @@ from gateway.providers.base import Reply
 from gateway.usage.pricing import usd
 from gateway.usage.spool import UsageSpool
 
-
 # Which decision the audit record of a call names: the most severe, guardrails and tool rules alike.
 SEVERITY = {"block": 4, "deny": 4, "require_approval": 3, "redact": 2, "warn": 1}
 

@@ -185,3 +185,12 @@ def test_policy_test_cli_judges_tool_cases(tmp_path: Path, capsys: pytest.Captur
     bad = write(tmp_path.parent, "bad.yaml", "cases:\n  - {name: no tool, stage: tool, expect: deny}\n")
     assert main(["policy", "test", str(tmp_path), str(bad)]) == 2
     assert "a tool case needs tool and arguments" in capsys.readouterr().err
+
+
+def test_readme_tool_rules_example_is_valid(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Agent tool calls and approvals") :]
+    example = section[section.index("```yaml\n") + 8 : section.index("```\n", section.index("```yaml\n"))]
+    write(tmp_path, "example.yaml", "name: readme\n" + example)
+    (policy,) = load_policies(tmp_path).policies
+    assert policy.tools is not None and [rule.id for rule in policy.tools.rules] == ["big-refunds"]

@@ -28,12 +28,19 @@ class ToolCallHook(BaseHook):
     async def before_request(self, ctx: CallContext) -> None:
         if ctx.operation != "chat":
             return
-        if b'"tool"' in ctx.raw:  # cheap test first: only conversations carrying tool results are walked
-            await self.check_tool_results(ctx)
         if resume.FIELD in ctx.body:
             await self.resume(ctx)
             return
-        if ctx.stream and ctx.body.get("tools") and self.governor.governs(ctx):
+        if not self.governor.governs(ctx):
+            return
+        if "functions" in ctx.body:
+            raise InvalidRequest(
+                "The deprecated `functions` parameter cannot be governed by tool rules; send the same definitions "
+                "as `tools` (each {\"type\": \"function\", \"function\": {...}}).",
+                param="functions",
+            )
+        await self.check_tool_results(ctx)
+        if ctx.stream and ctx.body.get("tools"):
             ctx.tool_stream = ToolStream(self.governor, self.guardrails, ctx)
 
     async def on_stream_chunk(self, ctx: CallContext, event: bytes) -> bytes:

@@ -293,3 +293,41 @@ async def test_streamed_allowed_call_is_released_whole(client: httpx.AsyncClient
     assert calls == [[{"index": 0, "id": "call_a", "type": "function",
                        "function": {"name": "refund", "arguments": arguments}}]]  # fmt: skip
     assert events(r.text)[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_escaped_role_names_do_not_skip_the_tool_result_check(
+    client: httpx.AsyncClient, upstream: FakeUpstream
+) -> None:
+    agent = await create_key(client, "agent")
+    raw = (
+        b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"},'
+        b' {"role": "assistant", "tool_calls": [{"id": "c9", "type": "function",'
+        b' "function": {"name": "shell.exec", "arguments": "{}"}}]},'
+        b' {"role": "\\u0074ool", "tool_call_id": "c9", "content": "done"}]}'
+    )
+    r = await client.post(
+        "/v1/chat/completions", headers={**bearer(agent), "content-type": "application/json"}, content=raw
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "tool_call_withheld"
+    assert upstream.requests == []
+
+
+async def test_deprecated_functions_are_refused_when_tool_rules_apply(client: httpx.AsyncClient) -> None:
+    agent = await create_key(client, "agent")
+    functions = [{"name": "refund", "parameters": {"type": "object"}}]
+    r = await client.post("/v1/chat/completions", headers=bearer(agent), json=ask(functions=functions))
+    assert r.status_code == 400 and r.json()["error"]["param"] == "functions"
+
+
+@pytest.mark.parametrize("on_deny", ["error"])
+async def test_on_deny_error_ends_a_stream_with_an_error_event(
+    client: httpx.AsyncClient, upstream: FakeUpstream
+) -> None:
+    agent = await create_key(client, "agent")
+    from tests.fake_upstream import Reply
+
+    upstream.script(Reply(stream_events=streamed_call("call_x", "shell.exec", '{"cmd": "ls"}')))
+    r = await client.post("/v1/chat/completions", headers=bearer(agent), json=ask(stream=True))
+    last = [b for b in r.text.split("\n\n") if b.startswith("data: ")][-1]
+    assert orjson.loads(last[6:])["error"]["code"] == "policy_denied"
+    assert "shell.exec" not in r.text.replace("Tool call 'shell.exec'", "")  # the call itself never went out

@@ -14,7 +14,7 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestMiddleware
-from gateway.routers import admin, approvals, audit, health, inference, models, policies, usage
+from gateway.routers import admin, approvals, audit, health, inference, models, policies, prompts, usage
 from gateway.routers.metrics import metrics_router
 from gateway.services import build_services
 from gateway.settings import Settings
@@ -27,6 +27,7 @@ ROUTERS = (
     audit.router,
     policies.router,
     approvals.router,
+    prompts.router,
     health.router,
 )
 log = logging.getLogger("gateway")

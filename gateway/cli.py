@@ -14,6 +14,7 @@ from gateway.approvals.cli import add_approval_commands
 from gateway.audit.cli import add_audit_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.governance.policytest import add_policy_commands
+from gateway.prompts.cli import add_prompt_commands
 from gateway.settings import Settings, environment
 from gateway.telemetry.multiprocess import multiprocess_metrics
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_commands(commands)
     add_audit_commands(commands)
     add_approval_commands(commands)
+    add_prompt_commands(commands)
 
     models = commands.add_parser("models", help="list the models a config file serves")
     models.add_argument("--config", type=Path)

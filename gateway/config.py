@@ -20,6 +20,7 @@ from pydantic import (
 
 from gateway.approvals.config import ApprovalsConfig
 from gateway.audit.config import AuditConfig
+from gateway.prompts.config import PromptsConfig
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {
@@ -130,6 +131,7 @@ class GatewayConfig(_Strict):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

@@ -83,6 +83,10 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class PromptNotFound(NotFound):
+    code = "prompt_not_found"
+
+
 class ApprovalNotFound(NotFound):
     code = "approval_not_found"
 

@@ -34,6 +34,9 @@ from gateway.governance.toolhook import ToolCallHook
 from gateway.pipeline.parse import ParseHook
 from gateway.pipeline.routing import RoutingHook
 from gateway.pipeline.runner import Pipeline
+from gateway.prompts.hook import PromptHook
+from gateway.prompts.registry import PromptRegistry
+from gateway.prompts.store import PromptStore
 from gateway.providers.dispatch import Dispatcher
 from gateway.providers.openai_compat import OpenAICompatProvider, create_session
 from gateway.providers.registry import ProviderRegistry
@@ -70,6 +73,8 @@ class Services:
     approvals: ApprovalService
     tool_switch: ToolSwitch
     webhooks: WebhookNotifier
+    prompts: PromptStore
+    prompt_registry: PromptRegistry
     pipeline: Pipeline
     started_at: int
     telemetry: Telemetry
@@ -81,6 +86,7 @@ def build_pipeline(services: Services) -> Pipeline:
     hooks = [
         AuthHook(services.authenticator),
         ParseHook(),
+        PromptHook(services.prompt_registry),
         RoutingHook(services.registry),
         InputGuardrailHook(services.guardrails),
         MeterHook(services.tokens, services.prices),
@@ -162,6 +168,8 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         approvals = ApprovalService(db, audit, webhooks, sweep_interval_s=config.approvals.sweep_interval_s)
         tool_switch = ToolSwitch(db, redis=redis)  # type: ignore[arg-type]
         await tool_switch.reload()
+        prompt_registry = PromptRegistry(db, audit, protected_labels=config.prompts.protected_labels, redis=redis)  # type: ignore[arg-type]
+        await prompt_registry.reload()
         services = Services(
             config=config,
             db=db,
@@ -181,6 +189,8 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
             approvals=approvals,
             tool_switch=tool_switch,
             webhooks=webhooks,
+            prompts=prompt_registry.store,
+            prompt_registry=prompt_registry,
             pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
             started_at=int(time.time()),
             telemetry=telemetry,
@@ -193,12 +203,14 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
             asyncio.create_task(approvals.run()),
             asyncio.create_task(tool_switch.run()),
             asyncio.create_task(webhooks.run()),
+            asyncio.create_task(prompt_registry.run()),
         ]
         if config.policies:
             tasks.append(asyncio.create_task(policies.watch()))
         if redis is not None:
             tasks.append(asyncio.create_task(key_cache.listen()))
             tasks.append(asyncio.create_task(tool_switch.listen()))
+            tasks.append(asyncio.create_task(prompt_registry.listen()))
         try:
             yield services
         finally:

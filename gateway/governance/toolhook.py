@@ -36,7 +36,7 @@ class ToolCallHook(BaseHook):
         if "functions" in ctx.body:
             raise InvalidRequest(
                 "The deprecated `functions` parameter cannot be governed by tool rules; send the same definitions "
-                "as `tools` (each {\"type\": \"function\", \"function\": {...}}).",
+                'as `tools` (each {"type": "function", "function": {...}}).',
                 param="functions",
             )
         await self.check_tool_results(ctx)

@@ -61,6 +61,8 @@ class CallContext:
     answer_events: list[bytes] | None = None  # the same answer as SSE events, for streams
     decisions: list[dict[str, object]] | None = None  # guardrail and policy decisions, for the records
     policy_sha256: str | None = None  # the policy set that made them
+    prompt_id: str | None = None  # the registry prompt rendered into this call, and its version
+    prompt_version: int | None = None
 
     def overhead_ms(self) -> float:
         """Time spent in the gateway so far, excluding the time spent waiting on upstreams."""

@@ -113,7 +113,7 @@ def check_chat(body: JSONObject) -> tuple[str, bool]:
         raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
     if not isinstance(messages, list):
         raise invalid_type("messages", messages, "an array of message objects")
-    if not messages:
+    if not messages and not names_prompt(body, model):
         raise InvalidRequest(
             "Invalid 'messages': empty array. Expected an array with minimum length 1.", param="messages"
         )
@@ -136,6 +136,11 @@ def check_chat(body: JSONObject) -> tuple[str, bool]:
         raise invalid_type("tools", tools, "an array of tool objects")
     check_sampling(body)
     return model, check_stream(body)
+
+
+def names_prompt(body: JSONObject, model: str) -> bool:
+    """A request rendered from a registry prompt may send no messages of its own (gateway/prompts/hook.py)."""
+    return "prompt" in body or model.startswith("prompt:")
 
 
 def check_completion(body: JSONObject) -> tuple[str, bool]:

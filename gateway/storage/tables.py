@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -62,6 +62,8 @@ class UsageRecord(SQLModel, table=True):
     error_code: str | None = None
     policy_sha256: str | None = None  # the policy set that made the decisions below
     decisions: list[dict[str, object]] | None = Field(default=None, sa_type=JSON)  # guardrail and policy decisions
+    prompt_id: str | None = Field(default=None, index=True)  # the registry prompt that produced the call, if any
+    prompt_version: int | None = None
     created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
 
 
@@ -195,3 +197,31 @@ class ToolSuspension(SQLModel, table=True):
     reason: str | None = None
     suspended_by: str
     created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
+class PromptVersion(SQLModel, table=True):
+    """One immutable version of a prompt: chat message templates, default model and parameters, a commit message."""
+
+    __tablename__ = "prompt_versions"
+    __table_args__ = (UniqueConstraint("prompt_id", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntegerKey)
+    prompt_id: str = Field(index=True)
+    version: int
+    spec: dict[str, object] = Field(sa_type=JSON)  # messages, model, params, tools, response_format, description
+    content_sha256: str  # of the canonical spec: an unchanged file syncs to no new version
+    commit_message: str | None = None
+    created_by: str
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
+class PromptLabel(SQLModel, table=True):
+    """Where a label (production, staging, ...) points; moved only by gateway.prompts.store.move_label."""
+
+    __tablename__ = "prompt_labels"
+
+    prompt_id: str = Field(primary_key=True)
+    label: str = Field(primary_key=True)
+    version: int
+    updated_by: str
+    updated_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)

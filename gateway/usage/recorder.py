@@ -42,6 +42,8 @@ def usage_record(ctx: CallContext) -> dict[str, object]:
         "error_code": ctx.error.code if ctx.error else None,
         "policy_sha256": ctx.policy_sha256,
         "decisions": ctx.decisions,
+        "prompt_id": ctx.prompt_id,
+        "prompt_version": ctx.prompt_version,
         "created_at": started_at.isoformat(),
     }
 
@@ -80,6 +82,11 @@ class RecorderHook(BaseHook):
                 outcome=str(worst.get("action")),
                 rule_id=str(worst.get("rule")),
                 risk=str(worst["risk"]) if worst.get("risk") else None,
-                details={"decisions": ctx.decisions, "status_code": ctx.status_code},
+                details={"decisions": ctx.decisions, "status_code": ctx.status_code, **prompt_details(ctx)},
             )
         )
+
+
+def prompt_details(ctx: CallContext) -> dict[str, object]:
+    """The registry prompt a call rendered, for the audit record of its decisions."""
+    return {"prompt": {"id": ctx.prompt_id, "version": ctx.prompt_version}} if ctx.prompt_id else {}

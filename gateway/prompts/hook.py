@@ -1,0 +1,93 @@
+"""The prompt stage: a chat request naming a registry prompt gets its rendered messages and defaults.
+
+Two ways to name one (chat completions only):
+- the extension field `"prompt": {"id": "support-triage", "label": "production", "variables": {...}}`
+  (`"version": 3` instead of `label` pins a version; neither means `latest`);
+- the shorthand `"model": "prompt:support-triage@production"` (`@3` pins a version, no `@` means latest),
+  with variables still given in `"prompt": {"variables": {...}}`.
+The rendered messages come first, then the request's own messages. Request fields win over the prompt's
+defaults (params, tools, response_format); the model is the request's, except with the shorthand, which
+takes the prompt's default model. The upstream never sees the `prompt` field.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import InvalidRequest
+from gateway.pipeline.context import CallContext
+from gateway.pipeline.hooks import BaseHook
+from gateway.prompts.registry import PromptRegistry
+
+SHORTHAND = "prompt:"
+FIELDS = frozenset({"id", "label", "version", "variables"})
+
+
+def reference(body: dict[str, object]) -> tuple[str, str | None, int | None, dict[str, object]] | None:
+    """(id, label, version, variables) named by a request, or None; raises InvalidRequest for a malformed one."""
+    field = body.get("prompt")
+    model = body.get("model")
+    shorthand = isinstance(model, str) and model.startswith(SHORTHAND)
+    if field is None and not shorthand:
+        return None
+    if field is not None and not isinstance(field, dict):
+        raise InvalidRequest("prompt must be an object: {id, label or version, variables}.", param="prompt")
+    field = field or {}
+    stray = sorted(set(field) - FIELDS)
+    if stray:
+        raise InvalidRequest(f"Unknown field prompt.{stray[0]}; expected id, label, version, variables.",
+                             param=f"prompt.{stray[0]}")  # fmt: skip
+    prompt_id, label, version = field.get("id"), field.get("label"), field.get("version")
+    if shorthand:
+        name, _, pin = str(model)[len(SHORTHAND) :].partition("@")
+        if prompt_id is not None and prompt_id != name:
+            raise InvalidRequest(f"model names prompt {name!r} but prompt.id is {prompt_id!r}.", param="prompt.id")
+        prompt_id = name
+        if pin:
+            label, version = (None, int(pin)) if pin.isdigit() else (pin, None)
+    if not isinstance(prompt_id, str) or not prompt_id:
+        raise InvalidRequest("prompt.id is required: the registry prompt's id.", param="prompt.id")
+    if label is not None and version is not None:
+        raise InvalidRequest("Give prompt.label or prompt.version, not both.", param="prompt.version")
+    if label is not None and not isinstance(label, str):
+        raise InvalidRequest("prompt.label must be a string.", param="prompt.label")
+    if version is not None and (type(version) is not int or version < 1):
+        raise InvalidRequest("prompt.version must be a version number (1, 2, ...).", param="prompt.version")
+    variables = field.get("variables", {})
+    if not isinstance(variables, dict):
+        raise InvalidRequest("prompt.variables must be an object of name: value.", param="prompt.variables")
+    return prompt_id, label, version, variables
+
+
+class PromptHook(BaseHook):
+    name = "prompts"
+
+    def __init__(self, registry: PromptRegistry) -> None:
+        self.registry = registry
+
+    async def before_request(self, ctx: CallContext) -> None:
+        if ctx.operation != "chat":
+            return
+        found = reference(ctx.body)
+        if found is None:
+            return
+        prompt_id, label, version, variables = found
+        compiled = await self.registry.resolve(prompt_id, label=label, version=version)
+        spec = compiled.spec
+        body = ctx.body
+        rendered = compiled.render(variables)
+        if str(body.get("model", "")).startswith(SHORTHAND):
+            if spec.model is None:
+                raise InvalidRequest(
+                    f"Prompt {prompt_id!r} version {compiled.version} has no default model; send a model name.",
+                    param="model",
+                )
+            body["model"] = spec.model
+        for name, value in spec.params.items():
+            body.setdefault(name, value)
+        if spec.tools is not None:
+            body.setdefault("tools", spec.tools)
+        if spec.response_format is not None:
+            body.setdefault("response_format", spec.response_format)
+        body["messages"] = rendered + list(body.get("messages") or [])  # type: ignore[call-overload]
+        body.pop("prompt", None)
+        ctx.model = str(body["model"])
+        ctx.prompt_id, ctx.prompt_version = prompt_id, compiled.version

@@ -1,0 +1,93 @@
+"""Rendering and validating prompt versions: variables, escaping, the sandbox, the shipped example files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from gateway.errors import InvalidRequest
+from gateway.prompts.render import TemplateInvalid, check_templates, compile_prompt
+from gateway.prompts.spec import PromptSpec, check_label
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def spec(*contents: str, **extra: object) -> PromptSpec:
+    return PromptSpec.model_validate(
+        {"id": "p", "messages": [{"role": "system", "content": c} for c in contents], **extra}
+    )
+
+
+def test_variables_are_the_ones_the_templates_reference() -> None:
+    prompt = compile_prompt(spec("Hi {{ name }}", "{% for q in queues %}{{ q.title }}{% endfor %} {{ tier }}"), 1)
+    assert prompt.variables == {"name", "queues", "tier"}
+    rendered = prompt.render({"name": "Ann", "queues": [{"title": "a"}, {"title": "b"}], "tier": "pro"})
+    assert rendered == [{"role": "system", "content": "Hi Ann"}, {"role": "system", "content": "ab pro"}]
+
+
+def test_values_are_inserted_as_text_and_never_rendered_again() -> None:
+    prompt = compile_prompt(spec("Customer said: {{ text }}"), 1)
+    hostile = "{{ 7 * 7 }} {% raw %}<b>&amp;</b> {{ ''.__class__ }}"
+    assert prompt.render({"text": hostile})[0]["content"] == f"Customer said: {hostile}"  # no HTML escaping either
+
+
+@pytest.mark.parametrize(
+    ("values", "param", "code"),
+    [
+        ({"name": "a"}, "prompt.variables.tier", "missing_variable"),
+        ({"name": "a", "tier": "b", "colour": "c"}, "prompt.variables.colour", "unknown_variable"),
+    ],
+)
+def test_missing_and_extra_variables_are_400s_naming_them(values: dict[str, object], param: str, code: str) -> None:
+    prompt = compile_prompt(spec("{{ name }} {{ tier }}"), 3)
+    with pytest.raises(InvalidRequest) as raised:
+        prompt.render(values)
+    assert raised.value.param == param and raised.value.code == code
+    assert "version 3" in raised.value.message and param.rsplit(".", 1)[1] in raised.value.message
+
+
+def test_attribute_missing_on_a_given_value_is_a_400_not_a_500() -> None:
+    prompt = compile_prompt(spec("{{ user.name }}"), 1)
+    with pytest.raises(InvalidRequest) as raised:
+        prompt.render({"user": "just a string"})
+    assert raised.value.code == "prompt_render_failed"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ x.__class__ }}",
+        "{{ lipsum.__globals__ }}",
+    ],
+)
+def test_templates_reaching_past_the_sandbox_are_refused_at_creation(template: str) -> None:
+    with pytest.raises(TemplateInvalid, match="SecurityError"):
+        check_templates(spec(template))
+
+
+def test_a_template_that_does_not_compile_names_its_message() -> None:
+    with pytest.raises(TemplateInvalid, match=r"messages\[1\].content: invalid template"):
+        check_templates(spec("fine", "{% if %}"))
+
+
+def test_spec_rules() -> None:
+    with pytest.raises(ValidationError, match="params may not set messages, stream"):
+        spec("x", params={"messages": [], "stream": True})
+    with pytest.raises(ValidationError, match="id"):
+        PromptSpec.model_validate({"id": "Bad Id", "messages": [{"role": "system", "content": "x"}]})
+    with pytest.raises(ValueError, match="cannot be moved"):
+        check_label("latest")
+    assert spec("x", commit_message="a").content_sha256() == spec("x", commit_message="b").content_sha256()
+    assert spec("x").content_sha256() != spec("y").content_sha256()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "prompts").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_prompt_files_are_valid(path: Path) -> None:
+    loaded = PromptSpec.model_validate(yaml.safe_load(path.read_text()))
+    assert loaded.id == path.stem
+    assert check_templates(loaded)

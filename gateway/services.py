@@ -199,18 +199,18 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         tasks = [
             asyncio.create_task(shipper.run()),
             asyncio.create_task(audit.run()),
-            asyncio.create_task(key_cache.run()),
+            asyncio.create_task(key_cache.feed.run()),
             asyncio.create_task(approvals.run()),
-            asyncio.create_task(tool_switch.run()),
+            asyncio.create_task(tool_switch.feed.run()),
             asyncio.create_task(webhooks.run()),
-            asyncio.create_task(prompt_registry.run()),
+            asyncio.create_task(prompt_registry.feed.run()),
         ]
         if config.policies:
             tasks.append(asyncio.create_task(policies.watch()))
         if redis is not None:
-            tasks.append(asyncio.create_task(key_cache.listen()))
-            tasks.append(asyncio.create_task(tool_switch.listen()))
-            tasks.append(asyncio.create_task(prompt_registry.listen()))
+            tasks.append(asyncio.create_task(key_cache.feed.listen()))
+            tasks.append(asyncio.create_task(tool_switch.feed.listen()))
+            tasks.append(asyncio.create_task(prompt_registry.feed.listen()))
         try:
             yield services
         finally:

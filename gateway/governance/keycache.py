@@ -2,13 +2,11 @@
 
 Every instance polls the tables' newest `updated_at` every `poll_s` (0.5 s), so a revoked key stops
 working within a second everywhere, with or without Redis; with Redis, a change published by one
-instance makes the others reload at once.
+instance makes the others reload at once (storage/changefeed.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,11 +15,9 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from gateway.governance.counters import BudgetScope, Period, RateScope
+from gateway.storage.changefeed import ChangeFeed
 from gateway.storage.db import Database
 from gateway.storage.tables import ApiKey, Team
-
-log = logging.getLogger("gateway.keys")
-CHANNEL = "gw:keys:changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +80,8 @@ class KeyCache:
 
     def __init__(self, db: Database, *, poll_s: float = 0.5, redis: Redis | None = None) -> None:
         self.db = db
-        self.poll_s = poll_s
-        self.redis = redis
         self._by_hash: dict[str, KeyEntry] = {}
-        self._version: tuple[datetime | None, datetime | None, int] | None = None
+        self.feed = ChangeFeed("keys", stamp=self._current_version, reload=self._load, redis=redis, poll_s=poll_s)
 
     def get(self, key_hash: str) -> KeyEntry | None:
         return self._by_hash.get(key_hash)
@@ -101,42 +95,15 @@ class KeyCache:
             teams = (await session.exec(select(func.max(Team.updated_at)))).one()
         return keys[0], teams, keys[1]
 
-    async def reload(self) -> None:
-        version = await self._current_version()
+    async def _load(self) -> None:
         async with self.db.session() as session:
             teams = {t.id: t for t in (await session.exec(select(Team))).all()}
             keys = (await session.exec(select(ApiKey))).all()
         self._by_hash = {k.key_hash: build_entry(k, teams.get(k.team_id) if k.team_id else None) for k in keys}
-        self._version = version
 
-    async def refresh_if_changed(self) -> bool:
-        if await self._current_version() == self._version:
-            return False
-        await self.reload()
-        return True
+    async def reload(self) -> None:
+        await self.feed.refresh(force=True)
 
     async def changed(self) -> None:
         """After a write: reload here, and tell the other instances through Redis when there is one."""
-        await self.reload()
-        if self.redis is not None:
-            await self.redis.publish(CHANNEL, b"1")
-
-    async def run(self) -> None:
-        """Background loop: poll for changes; a database hiccup is logged and retried, never fatal."""
-        while True:
-            await asyncio.sleep(self.poll_s)
-            try:
-                await self.refresh_if_changed()
-            except Exception:  # the loop must outlive a database outage
-                log.warning("could not refresh the key cache; keeping the current one", exc_info=True)
-
-    async def listen(self) -> None:
-        """Background loop (Redis only): reload as soon as another instance announces a change."""
-        assert self.redis is not None
-        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(CHANNEL)
-            async for _ in pubsub.listen():
-                try:
-                    await self.refresh_if_changed()
-                except Exception:
-                    log.warning("could not refresh the key cache after a change notice", exc_info=True)
+        await self.feed.changed()

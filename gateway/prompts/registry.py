@@ -9,8 +9,6 @@ version pinned by number is loaded on first use.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import OrderedDict
 
 from redis.asyncio import Redis
@@ -20,10 +18,9 @@ from gateway.errors import PromptNotFound
 from gateway.prompts.render import CompiledPrompt, compile_prompt
 from gateway.prompts.spec import LATEST
 from gateway.prompts.store import PromptStore, spec_of
+from gateway.storage.changefeed import ChangeFeed
 from gateway.storage.db import Database
 
-log = logging.getLogger("gateway.prompts")
-CHANNEL = "gw:prompts:changed"
 MAX_COMPILED = 2_000
 
 
@@ -33,11 +30,10 @@ class PromptRegistry:
         poll_s: float = 0.5,
     ) -> None:  # fmt: skip
         self.store = PromptStore(db, audit, protected_labels=protected_labels, announce=self.changed)
-        self.redis = redis
-        self.poll_s = poll_s
         self._index: dict[str, dict[str, int]] = {}
         self._compiled: OrderedDict[tuple[str, int], CompiledPrompt] = OrderedDict()
-        self._stamp: tuple[object, ...] | None = None
+        stamp = self.store.version_stamp
+        self.feed = ChangeFeed("prompts", stamp=stamp, reload=self._load, redis=redis, poll_s=poll_s)
 
     async def resolve(self, prompt_id: str, *, label: str | None = None, version: int | None = None) -> CompiledPrompt:
         """The compiled version a reference names; raises PromptNotFound (404): unknown prompt, label or version."""
@@ -56,10 +52,10 @@ class PromptRegistry:
             raise PromptNotFound(f"Prompt {prompt_id!r} has no version {version}.", param="prompt.version")
         compiled = self._compiled.get((prompt_id, version))
         if compiled is None:
-            compiled = await self._load(prompt_id, version)
+            compiled = await self._load_version(prompt_id, version)
         return compiled
 
-    async def _load(self, prompt_id: str, version: int) -> CompiledPrompt:
+    async def _load_version(self, prompt_id: str, version: int) -> CompiledPrompt:
         row = await self.store.get_version(prompt_id, version)
         compiled = compile_prompt(spec_of(row), version)
         self._compiled[(prompt_id, version)] = compiled
@@ -67,38 +63,17 @@ class PromptRegistry:
             self._compiled.popitem(last=False)
         return compiled
 
-    async def reload(self) -> None:
-        stamp = await self.store.version_stamp()
+    async def _load(self) -> None:
         index = await self.store.index()
         for prompt_id, labels in index.items():
             for version in set(labels.values()):
                 if (prompt_id, version) not in self._compiled:
-                    await self._load(prompt_id, version)
-        self._index, self._stamp = index, stamp
+                    await self._load_version(prompt_id, version)
+        self._index = index
+
+    async def reload(self) -> None:
+        await self.feed.refresh(force=True)
 
     async def changed(self) -> None:
-        """After a write on this instance: reload here, and tell the others through Redis when there is one."""
-        await self.reload()
-        if self.redis is not None:
-            await self.redis.publish(CHANNEL, b"1")
-
-    async def run(self) -> None:
-        """Background loop: reload when a version was added or a label moved anywhere."""
-        while True:
-            await asyncio.sleep(self.poll_s)
-            try:
-                if await self.store.version_stamp() != self._stamp:
-                    await self.reload()
-            except Exception:  # the loop must outlive a database outage
-                log.warning("could not refresh the prompt registry; keeping the current one", exc_info=True)
-
-    async def listen(self) -> None:
-        """Background loop (Redis only): reload as soon as another instance announces a change."""
-        assert self.redis is not None
-        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(CHANNEL)
-            async for _ in pubsub.listen():
-                try:
-                    await self.reload()
-                except Exception:
-                    log.warning("could not reload prompts after a change notice", exc_info=True)
+        """After a write on this instance: every instance reloads its index."""
+        await self.feed.changed()

@@ -1,4 +1,4 @@
-"""`gateway prompts list|show|get|create|label|diff|sync|export`: the prompt registry's CLI, over HTTP.
+"""`gateway prompts list|show (versions)|get|create|label|diff|sync|export`: the prompt registry's CLI, over HTTP.
 
 `sync DIR` loads every *.yaml prompt file in DIR as a new version when its content changed (idempotent:
 an unchanged file creates nothing); `export DIR` writes each prompt's latest (or labelled) version as a
@@ -41,7 +41,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         rows = [{"id": p["id"], "latest": p["latest"], "labels": [f"{k}={v}" for k, v in sorted(p["labels"].items())]}
                 for p in data["data"]]  # fmt: skip
         show(args, {"data": rows}, ("id", "latest", "labels"))
-    elif action == "show":
+    elif action in ("show", "versions"):
         data = request(args, "GET", f"/admin/prompts/{args.id}")
         if not args.json:
             print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(data["labels"].items())))
@@ -49,7 +49,10 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     elif action == "get":
         where = f"versions/{args.version}" if args.version else f"labels/{args.label}"
         data = request(args, "GET", f"/admin/prompts/{args.id}/{where}")
-        print(dump_file(data) if not args.json else data, end="")
+        if args.json:
+            show(args, data, ())
+        else:
+            print(dump_file(data), end="")
     elif action == "create":
         spec = load_file(args.file)
         show(args, request(args, "POST", "/admin/prompts", json=spec.model_dump(mode="json")), VERSION_COLUMNS)
@@ -100,7 +103,7 @@ def add_prompt_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     prompts = commands.add_parser("prompts", help="the prompt registry: versions, labels, sync from a folder")
     actions = prompts.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="prompts with their latest version and labels")
-    actions.add_parser("show", help="a prompt's versions and labels").add_argument("id")
+    actions.add_parser("show", aliases=["versions"], help="a prompt's versions and labels").add_argument("id")
     get = actions.add_parser("get", help="one version as a prompt file")
     get.add_argument("id")
     pin = get.add_mutually_exclusive_group()
@@ -121,6 +124,6 @@ def add_prompt_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     export = actions.add_parser("export", help="write each prompt's latest (or --label) version as a file")
     export.add_argument("dir", type=Path, nargs="?", default=Path("prompts"))
     export.add_argument("--label")
-    for sub in actions.choices.values():
+    for sub in dict.fromkeys(actions.choices.values()):  # an alias maps to the same parser
         add_connection_flags(sub)
     prompts.set_defaults(handler=cmd_prompts)

@@ -12,6 +12,8 @@ takes the prompt's default model. The upstream never sees the `prompt` field.
 
 from __future__ import annotations
 
+import orjson
+
 from gateway.errors import InvalidRequest
 from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
@@ -57,6 +59,11 @@ def reference(body: dict[str, object]) -> tuple[str, str | None, int | None, dic
     return prompt_id, label, version, variables
 
 
+def fresh(value: object) -> object:
+    """A copy of a JSON value for one call's body (scalars are immutable and shared)."""
+    return orjson.loads(orjson.dumps(value)) if isinstance(value, dict | list) else value
+
+
 class PromptHook(BaseHook):
     name = "prompts"
 
@@ -64,10 +71,11 @@ class PromptHook(BaseHook):
         self.registry = registry
 
     async def before_request(self, ctx: CallContext) -> None:
-        if ctx.operation != "chat":
-            return
+        if ctx.operation != "chat" or ("prompt" not in ctx.body and not ctx.model.startswith(SHORTHAND)):
+            return  # the common path: no prompt named, nothing else done
         found = reference(ctx.body)
-        if found is None:
+        if found is None:  # "prompt": null
+            ctx.body.pop("prompt", None)
             return
         prompt_id, label, version, variables = found
         compiled = await self.registry.resolve(prompt_id, label=label, version=version)
@@ -81,12 +89,14 @@ class PromptHook(BaseHook):
                     param="model",
                 )
             body["model"] = spec.model
+        # Copies: later stages may edit the body in place, and the compiled version is shared by every call.
         for name, value in spec.params.items():
-            body.setdefault(name, value)
-        if spec.tools is not None:
-            body.setdefault("tools", spec.tools)
-        if spec.response_format is not None:
-            body.setdefault("response_format", spec.response_format)
+            if name not in body:
+                body[name] = fresh(value)
+        if spec.tools is not None and "tools" not in body:
+            body["tools"] = fresh(spec.tools)
+        if spec.response_format is not None and "response_format" not in body:
+            body["response_format"] = fresh(spec.response_format)
         body["messages"] = rendered + list(body.get("messages") or [])  # type: ignore[call-overload]
         body.pop("prompt", None)
         ctx.model = str(body["model"])

@@ -17,7 +17,9 @@ A prompt file in a `prompts/` folder (what `gateway prompts sync DIR` loads and 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from pathlib import Path
 from typing import Literal
 
 import orjson
@@ -27,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 PROMPT_ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 LABEL = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 LATEST = "latest"  # follows the newest version by itself; cannot be moved
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "prompts" / "schema.json"
 # Request fields a prompt may not default: they describe the call itself, not the prompt.
 RESERVED_PARAMS = frozenset({"model", "messages", "prompt", "stream", "stream_options", "resume_approvals"})
 
@@ -98,3 +101,17 @@ def prompt_file(spec: PromptSpec) -> str:
     if not data.get("params"):
         data.pop("params", None)
     return yaml.dump(data, Dumper=_FileDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def prompt_schema() -> dict[str, object]:
+    """The JSON Schema committed as prompts/schema.json (a test keeps the two equal); editors read it from the
+    first line of a prompt file: `# yaml-language-server: $schema=schema.json`."""
+    schema = PromptSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Gateway prompt file"
+    return schema
+
+
+if __name__ == "__main__":  # python -m gateway.prompts.spec: regenerate prompts/schema.json
+    SCHEMA_PATH.write_text(json.dumps(prompt_schema(), indent=2, sort_keys=True) + "\n")
+    print(f"wrote {SCHEMA_PATH}")

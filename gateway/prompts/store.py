@@ -7,7 +7,9 @@ announced, so every instance's PromptRegistry reloads its index.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -25,6 +27,7 @@ from gateway.storage.db import Database
 from gateway.storage.tables import PromptLabel, PromptVersion
 
 Announce = Callable[[], Awaitable[None]]
+ATTEMPTS = 10
 
 
 def spec_of(row: PromptVersion) -> PromptSpec:
@@ -37,6 +40,7 @@ class PromptStore:
         self.audit = audit
         self.protected_labels = frozenset(protected_labels)
         self.announce = announce
+        self._creating = asyncio.Lock()  # writers on this instance take turns; other instances race (see below)
 
     async def create_version(
         self, spec: PromptSpec, who: Principal, *, if_changed: bool = False
@@ -48,7 +52,15 @@ class PromptStore:
         except TemplateInvalid as exc:
             raise InvalidRequest(f"Prompt {spec.id!r}: {exc}", param="messages") from None
         digest = spec.content_sha256()
-        for _ in range(5):  # two writers may pick the same number: the unique constraint decides, then retry
+        async with self._creating:
+            return await self._insert_version(spec, who, digest, if_changed=if_changed)
+
+    async def _insert_version(
+        self, spec: PromptSpec, who: Principal, digest: str, *, if_changed: bool
+    ) -> tuple[PromptVersion, bool]:
+        for attempt in range(ATTEMPTS):  # writers on other instances may pick the same number: the unique
+            if attempt:  # constraint decides, the loser retries after a short random wait
+                await asyncio.sleep(random.uniform(0, 0.01 * attempt))
             latest = await self._latest(spec.id)
             if if_changed and latest is not None and latest.content_sha256 == digest:
                 return latest, False
@@ -89,8 +101,23 @@ class PromptStore:
                 f"Label {label!r} is protected: only an admin may move it.", param="label", code="protected_label"
             )
         await self.get_version(prompt_id, version)  # the target exists
+        try:
+            row, previous = await self._write_label(prompt_id, label, version, who)
+        except IntegrityError:  # another writer created this label first: now it exists, move it
+            row, previous = await self._write_label(prompt_id, label, version, who)
+        self.audit.record(AuditEvent.by(
+            who, "prompt.label_moved", subject=f"{prompt_id}:{label}", outcome="moved",
+            details={"prompt_id": prompt_id, "label": label, "from_version": previous, "to_version": version},
+        ))  # fmt: skip
+        await self.announce()
+        return row, previous
+
+    async def _write_label(
+        self, prompt_id: str, label: str, version: int, who: Principal
+    ) -> tuple[PromptLabel, int | None]:
         async with self.db.session() as session:
-            row = await session.get(PromptLabel, (prompt_id, label))
+            # FOR UPDATE (Postgres): concurrent moves of one label queue, so each audits the version it moved from.
+            row = await session.get(PromptLabel, (prompt_id, label), with_for_update=True)
             previous = row.version if row else None
             if row is None:
                 row = PromptLabel(prompt_id=prompt_id, label=label, version=version, updated_by=who.key_id or "master")
@@ -100,11 +127,6 @@ class PromptStore:
             session.add(row)
             await session.commit()
             await session.refresh(row)
-        self.audit.record(AuditEvent.by(
-            who, "prompt.label_moved", subject=f"{prompt_id}:{label}", outcome="moved",
-            details={"prompt_id": prompt_id, "label": label, "from_version": previous, "to_version": version},
-        ))  # fmt: skip
-        await self.announce()
         return row, previous
 
     async def _latest(self, prompt_id: str) -> PromptVersion | None:
@@ -146,9 +168,11 @@ class PromptStore:
             versions = (
                 await session.exec(select(func.count(), func.max(PromptVersion.id)).select_from(PromptVersion))
             ).one()
-            labels = (
-                await session.exec(select(func.count(), func.max(PromptLabel.updated_at)).select_from(PromptLabel))
-            ).one()
+            # sum(version): a move changes it even when the mover's clock is behind the newest updated_at.
+            labels = (await session.exec(
+                select(func.count(), func.max(PromptLabel.updated_at), func.sum(PromptLabel.version))
+                .select_from(PromptLabel)
+            )).one()  # fmt: skip
         return (*versions, *labels)
 
     async def diff(self, prompt_id: str, old: int, new: int) -> str:

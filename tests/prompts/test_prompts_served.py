@@ -4,6 +4,7 @@ official openai SDK calling a prompt by label, a rollback; two instances on one 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -95,6 +96,30 @@ def test_sync_label_call_edit_rollback_export(
     assert "support-triage version 2" in capsys.readouterr().out
     cli(served, "prompts", "sync", str(exported))
     assert "support-triage unchanged 2" in capsys.readouterr().out  # export round-trips
+
+
+def test_cli_create_list_versions_get_and_refusals(
+    served: ServedGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "id: cli-note\nmessages:\n- role: system\n  content: Hello {{ name }}\ncommit_message: first\n"
+    (tmp_path / "note.yaml").write_text(text)
+    cli(served, "prompts", "create", str(tmp_path / "note.yaml"))
+    assert "cli-note   1" in capsys.readouterr().out
+    cli(served, "prompts", "list")
+    assert any(line.split()[:2] == ["cli-note", "1"] for line in capsys.readouterr().out.splitlines())
+    cli(served, "prompts", "versions", "cli-note")
+    out = capsys.readouterr().out
+    assert out.startswith("labels: latest=1") and "name" in out and "first" in out
+    cli(served, "prompts", "get", "cli-note", "--version", "1")
+    assert capsys.readouterr().out == text  # the file as written: what export writes and sync reads back
+    cli(served, "prompts", "get", "cli-note", "--json")
+    assert json.loads(capsys.readouterr().out)["variables"] == ["name"]
+
+    (tmp_path / "bad.yaml").write_text("id: cli-note\nmessages: []\ncolour: red\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml: colour: .*Extra inputs"):
+        main(["prompts", "create", str(tmp_path / "bad.yaml"), "--url", served.url, "--key", MASTER_KEY])
+    with pytest.raises(SystemExit, match="404: Prompt 'cli-note' has no version 9"):
+        main(["prompts", "label", "cli-note", "staging", "9", "--url", served.url, "--key", MASTER_KEY])
 
 
 def test_unknown_prompt_through_the_sdk_is_a_404(served: ServedGateway) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 
 from gateway.errors import InvalidRequest
 from gateway.prompts.render import TemplateInvalid, check_templates, compile_prompt
-from gateway.prompts.spec import PromptSpec, check_label
+from gateway.prompts.spec import SCHEMA_PATH, PromptSpec, check_label, prompt_schema
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -91,3 +92,54 @@ def test_shipped_prompt_files_are_valid(path: Path) -> None:
     loaded = PromptSpec.model_validate(yaml.safe_load(path.read_text()))
     assert loaded.id == path.stem
     assert check_templates(loaded)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ name.upper() }}",
+        "{% for k, v in data.items() %}{{ k }}={{ v }}{% endfor %}",
+        "{% if amount > 100 %}large{% endif %} {{ amount * 2 }}",
+        "{{ items | join(', ') }} {{ '-' * 20 }}",
+    ],
+)
+def test_ordinary_templates_are_accepted_at_creation(template: str) -> None:
+    assert check_templates(spec(template))
+
+
+def test_a_callers_value_cannot_make_a_template_build_gigabytes() -> None:
+    prompt = compile_prompt(spec("{{ 'ab' * n }} {{ 2 ** e }}"), 1)
+    assert prompt.render({"n": 3, "e": 10})[0]["content"] == "ababab 1024"
+    for values in ({"n": 10**9, "e": 1}, {"n": 1, "e": 10**9}):
+        with pytest.raises(InvalidRequest, match="over the limit") as raised:
+            prompt.render(values)
+        assert raised.value.code == "prompt_render_failed"
+
+
+@pytest.mark.parametrize(
+    ("template", "values"),
+    [
+        ("{{ 1 / n }}", {"n": 0}),
+        ("{{ n + 'a' }}", {"n": 1}),
+        ("{{ items.append(1) }}", {"items": [1]}),  # the sandbox is immutable: values cannot be changed
+        ("{{ (n * 3).__class__ }}", {"n": 1}),  # passes the trial at creation; the sandbox still holds
+    ],
+)
+def test_a_render_failure_on_the_callers_values_is_a_400(template: str, values: dict[str, object]) -> None:
+    prompt = compile_prompt(spec(template), 1)
+    with pytest.raises(InvalidRequest) as raised:
+        prompt.render(values)
+    assert raised.value.code == "prompt_render_failed" and raised.value.param == "prompt.variables"
+
+
+def test_the_committed_schema_is_the_generated_one() -> None:
+    assert json.loads(SCHEMA_PATH.read_text()) == prompt_schema(), "run: python -m gateway.prompts.spec"
+    for path in sorted((REPO / "prompts").glob("*.yaml")):
+        assert path.read_text().startswith("# yaml-language-server: $schema=schema.json\n"), path.name
+
+
+def test_the_readmes_prompt_file_is_valid() -> None:
+    section = (REPO / "README.md").read_text().split("## Prompt registry", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    loaded = PromptSpec.model_validate(yaml.safe_load(example))
+    assert loaded.id == "support-triage" and check_templates(loaded) == {"product", "queues", "tier"}

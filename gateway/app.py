@@ -51,8 +51,11 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: GatewayConfig | None = None) -> FastAPI:
-    """The ASGI app. Without a config, reads GATEWAY_* settings and the config file they name."""
+def create_app(config: GatewayConfig | None = None, *, freeze_gc: bool = True) -> FastAPI:
+    """The ASGI app. Without a config, reads GATEWAY_* settings and the config file they name.
+
+    freeze_gc=False skips the startup collection below: for processes that build many apps (the test suite),
+    where one full collection over their large heap costs ~0.1 s per app and buys nothing."""
     config = config or Settings().resolve()
     if config.master_key is None:
         log.warning("GATEWAY_MASTER_KEY is not set: every request to the model APIs will be refused (401).")
@@ -64,10 +67,12 @@ def create_app(config: GatewayConfig | None = None) -> FastAPI:
             # Everything built at startup (price map, tokenizers, policies, caches) lives as long as the
             # process: move it out of the collector's reach. Under load, full collections scanning it took
             # 23-33% of CPU and caused 68-350 ms pauses (bench/PROFILE.md).
-            gc.collect()
-            gc.freeze()
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             yield
-            gc.unfreeze()
+            if freeze_gc:
+                gc.unfreeze()
 
     app = GatewayApp(title="gateway", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     install_error_handlers(app)

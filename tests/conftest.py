@@ -89,7 +89,7 @@ def config(make_config: MakeConfig) -> GatewayConfig:
 
 @pytest.fixture
 def app(config: GatewayConfig) -> FastAPI:
-    return create_app(config)
+    return create_app(config, freeze_gc=False)  # the production path (freeze) runs in the served tests
 
 
 @pytest.fixture

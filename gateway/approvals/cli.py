@@ -11,6 +11,7 @@ import argparse
 from gateway.admin_client import add_connection_flags, request, show
 
 APPROVAL_COLUMNS = ("id", "status", "tool", "arguments", "requested_by", "risk", "rule_id", "expires_at", "decided_by")
+# requested_by and decided_by are shown as key names; --json has the ids too
 SUSPENSION_COLUMNS = ("scope", "reason", "suspended_by", "created_at")
 
 
@@ -23,6 +24,7 @@ def flat(approval: dict[str, object]) -> dict[str, object]:
         "arguments": call["arguments"],
         "requested_by": approval["requested_by"]["key_name"],  # type: ignore[index]
         "rule_id": approval["policy"]["rule_id"],  # type: ignore[index]
+        "decided_by": approval["decided_by_name"],
     }
 
 
@@ -51,7 +53,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
     elif args.action == "resume":
         scope = "all" if args.all else f"key:{args.key_id}"
         request(args, "DELETE", f"/admin/tool_suspensions/{scope}")
-        data = {"data": []}
+        print(f"tool calls resumed ({scope})")
+        return 0
     else:
         data = request(args, "GET", "/admin/tool_suspensions")
     show(args, data, SUSPENSION_COLUMNS)

@@ -6,7 +6,7 @@ through Redis pub/sub when there is Redis, and by polling the table every second
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from sqlalchemy import delete, func
@@ -44,8 +44,11 @@ class ToolSwitch:
             row = await session.get(ToolSuspension, scope)
             if row is None:
                 row = ToolSuspension(scope=scope, reason=reason, suspended_by=by)
-                session.add(row)
-                await session.commit()
+            else:  # suspending again restates why and who: the newest word stands
+                row.reason, row.suspended_by, row.created_at = reason, by, datetime.now(UTC)
+            session.add(row)
+            await session.commit()
+            await session.refresh(row)
         await self.feed.changed()
         return row
 

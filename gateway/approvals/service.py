@@ -5,7 +5,8 @@ States, and who moves a request between them:
     pending ──approve (a named approver)──> approved ──release (the requesting key, once)──> executed
     pending ──deny (a named approver)─────> denied
     pending ──expiry──────────────────────> expired   (or approved by "system" when the rule says on_timeout: allow)
-    pending | approved ──cancel (an admin, the requesting key, the kill switch)──> cancelled
+    approved ──not released within the rule's expires_after of the decision──> expired
+    pending | approved ──cancel (an admin, the requesting key, the kill switch, a policy change)──> cancelled
 
 Every move is one conditional UPDATE (`WHERE status IN (...)`), so two approvers, two instances or two resumes
 racing cannot both win. The database row is the truth: an approval outlives restarts and is seen by every
@@ -39,6 +40,8 @@ STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "executed")
 CLOSED = ("denied", "expired", "cancelled")
 POLL_S = 1.0  # a waiter re-reads the row this often, to hear of decisions made on another instance
 MAX_WAIT_S = 55.0  # no request is held open longer (proxies commonly cut idle requests at 60 s)
+DECIDER_ROLES = ("approver", "admin")  # who, within a named team, may decide
+SYSTEM_PRINCIPAL = Principal(key_id="system", name="system", role="system")
 
 
 def requester_id(principal: Principal) -> str:
@@ -46,9 +49,12 @@ def requester_id(principal: Principal) -> str:
 
 
 def may_decide(row: ApprovalRequest, principal: Principal) -> bool:
-    """A named approver: the caller's role, team id or team name is listed on the request."""
+    """A named approver: the caller's role is listed on the request, or its team is and the caller is one of the
+    team's deciders (role approver or admin): an agent's member key in the team cannot approve its peers' calls."""
     if principal.role in row.approver_roles:
         return True
+    if principal.role not in DECIDER_ROLES:
+        return False
     team_name = principal.key.team_name if principal.key else None
     return any(team is not None and team in row.approver_teams for team in (principal.team_id, team_name))
 
@@ -122,7 +128,7 @@ class ApprovalService:
             row = await session.get(ApprovalRequest, approval_id)
         if row is None:
             raise ApprovalNotFound(f"No approval with id {approval_id!r}.")
-        if row.status == "pending" and row.expires_at <= self.now():
+        if row.status in ("pending", "approved") and row.expires_at <= self.now():
             row = await self.expire(row)
         return row
 
@@ -162,10 +168,11 @@ class ApprovalService:
     # --- decisions ------------------------------------------------------------------------------------------
 
     async def decide(
-        self, approval_id: str, principal: Principal, *, approve: bool, comment: str | None
+        self, approval_id: str, principal: Principal, *, approve: bool, comment: str | None, policy_sha256: str
     ) -> ApprovalRequest:
         """approve or deny; raises PermissionDenied (403) for self-approval or a caller who is not a named approver,
-        Conflict (409) when the request is no longer pending."""
+        Conflict (409) when the request is no longer pending or the policy set changed since it was requested
+        (it could never be released: it is cancelled)."""
         row = await self.get(approval_id, principal)
         if row.key_id == requester_id(principal):
             raise PermissionDenied(
@@ -177,10 +184,18 @@ class ApprovalService:
             raise PermissionDenied(
                 f"Only the named approvers ({named}) may decide approval {approval_id}.", code="not_an_approver"
             )
+        if approve and row.status == "pending" and row.policy_sha256 != policy_sha256:
+            await self._close(row, SYSTEM_PRINCIPAL, "the policy set changed since the call was held")
+            raise Conflict(
+                f"The policy set changed since approval {approval_id} was requested (then {row.policy_sha256[:12]}, "
+                f"now {policy_sha256[:12]}); it is cancelled, and the agent must ask again.",
+                code="approval_stale",
+            )
         status = "approved" if approve else "denied"
+        now = self.now()
         moved = await self._move(
-            row, ("pending",), status, decided_at=self.now(), decided_by=requester_id(principal),
-            decided_by_name=principal.name, comment=comment,
+            row, ("pending",), status, decided_at=now, decided_by=requester_id(principal),
+            decided_by_name=principal.name, comment=comment, expires_at=now + (row.expires_at - row.created_at),
         )  # fmt: skip
         if moved is None:
             current = await self.read(approval_id)
@@ -221,16 +236,22 @@ class ApprovalService:
         return moved
 
     async def expire(self, row: ApprovalRequest) -> ApprovalRequest:
-        """Closes a pending request past its expiry: expired, or approved when its rule says on_timeout: allow."""
-        status = "approved" if row.on_timeout == "allow" else "expired"
-        comment = f"expired at {row.expires_at.isoformat()}; the rule's on_timeout is {row.on_timeout}"
-        moved = await self._move(
-            row, ("pending",), status, decided_at=self.now(), decided_by="system", decided_by_name="system",
-            comment=comment,
-        )  # fmt: skip
+        """Closes a request past its expiry. Pending: expired, or approved (with a fresh release window) when its
+        rule says on_timeout: allow. Approved but never released within its window: expired."""
+        now = self.now()
+        if row.status == "approved":
+            status, values = "expired", {"comment": f"approved but not released before {row.expires_at.isoformat()}"}
+        else:
+            status = "approved" if row.on_timeout == "allow" else "expired"
+            values = {
+                "comment": f"undecided at {row.expires_at.isoformat()}; the rule's on_timeout is {row.on_timeout}",
+                "decided_at": now, "decided_by": "system", "decided_by_name": "system",
+                "expires_at": now + (row.expires_at - row.created_at),
+            }  # fmt: skip
+        moved = await self._move(row, (row.status,), status, **values)
         if moved is None:
             return await self.read(row.id)  # another instance (or a decision) got there first
-        self._announce(moved, None, f"approval.{status}", reason=comment)
+        self._announce(moved, None, f"approval.{status}", reason=str(values["comment"]))
         return moved
 
     # --- release ---------------------------------------------------------------------------------------------
@@ -378,7 +399,9 @@ class ApprovalService:
     async def sweep(self) -> int:
         query = (
             select(ApprovalRequest)
-            .where(ApprovalRequest.status == "pending", col(ApprovalRequest.expires_at) <= self.now())
+            .where(
+                col(ApprovalRequest.status).in_(("pending", "approved")), col(ApprovalRequest.expires_at) <= self.now()
+            )
             .limit(100)
         )
         async with self.db.session() as session:

@@ -6,10 +6,9 @@ text that made it.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 from gateway.config import ConfigError, format_validation_error, parse_yaml
 from gateway.governance.checks import ContextCheck, build_check
 from gateway.governance.policy import Action, Mode, PolicyFile, Stage
-from gateway.governance.toolrules import CompiledToolRules, compile_tool_rules
+from gateway.governance.toolrules import CompiledToolRules, compile_tool_rules, glob_pattern
 from gateway.guardrails.base import Check
 
 POLICY_SUFFIXES = (".yaml", ".yml")
@@ -124,10 +123,6 @@ def parse_policy(text: str, source: str) -> PolicyFile:
         return PolicyFile.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(format_validation_error(source, exc)) from None
-
-
-def glob_pattern(globs: Iterable[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
 
 
 MakeCheck = Callable[[str, dict[str, object]], Check | ContextCheck]

@@ -117,7 +117,8 @@ class ToolGovernor:
         row = self.switch.suspended(principal.key_id if principal else None)
         if row is None:
             return None
-        return row.reason or f"suspended by {row.suspended_by}"
+        who = "every key" if row.scope == "all" else "this key"
+        return f"for {who}: {row.reason}" if row.reason else f"for {who}, by {row.suspended_by}"
 
     def decide(
         self, ctx: CallContext, call: ToolCall, *, record: bool = True, kill_switch: bool = True
@@ -127,7 +128,7 @@ class ToolGovernor:
         if kill_switch and (reason := self.suspension(ctx)) is not None:
             decision = ToolDecision(
                 action="deny", rule_id=KILL_SWITCH_RULE_ID, risk="high", tool_name=call.name, call_id=call.id,
-                canonical_arguments=None, message=f"Tool calls are suspended for this key ({reason}).",
+                canonical_arguments=None, message=f"Tool calls are suspended {reason}.",
             )  # fmt: skip
             if record:
                 self._record(ctx, [decision])

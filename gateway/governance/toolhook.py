@@ -6,11 +6,11 @@ from __future__ import annotations
 import orjson
 
 from gateway.approvals import resume
-from gateway.approvals.service import ApprovalService, requester_id
+from gateway.approvals.service import ApprovalService
 from gateway.errors import InvalidRequest, PolicyDenied
-from gateway.governance.engine import InvalidArguments, canonical_json, parse_arguments
 from gateway.governance.guardrails import GuardrailEngine
-from gateway.governance.toolcalls import ToolGovernor, apply_verdicts, as_tool_call
+from gateway.governance.toolcalls import ToolGovernor, apply_verdicts
+from gateway.governance.toolresults import ToolResultCheck
 from gateway.governance.toolstream import ToolStream
 from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
@@ -24,13 +24,15 @@ class ToolCallHook(BaseHook):
         self.governor = governor
         self.approvals = approvals
         self.guardrails = guardrails
+        self.results = ToolResultCheck(governor, approvals)
 
     async def before_request(self, ctx: CallContext) -> None:
         if ctx.operation != "chat":
             return
-        if resume.FIELD in ctx.body:
+        if ctx.body.get(resume.FIELD) is not None:
             await self.resume(ctx)
             return
+        ctx.body.pop(resume.FIELD, None)  # an explicit null: not resuming, and not for the upstream
         if not self.governor.governs(ctx):
             return
         if "functions" in ctx.body:
@@ -39,8 +41,8 @@ class ToolCallHook(BaseHook):
                 'as `tools` (each {"type": "function", "function": {...}}).',
                 param="functions",
             )
-        await self.check_tool_results(ctx)
-        if ctx.stream and ctx.body.get("tools"):
+        await self.results.check(ctx)
+        if ctx.stream:  # with or without `tools` in the request: a model may emit calls regardless
             ctx.tool_stream = ToolStream(self.governor, self.guardrails, ctx)
 
     async def on_stream_chunk(self, ctx: CallContext, event: bytes) -> bytes:
@@ -48,8 +50,8 @@ class ToolCallHook(BaseHook):
         return await stream.on_event(event) if stream is not None else event
 
     async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
-        if reply is None or ctx.answer is not None or b'"tool_calls"' not in reply.body:
-            return
+        if reply is None or ctx.answer is not None or not has_tool_calls(reply.data):
+            return  # the parsed answer is checked, not its bytes: an escaped key ("tool\\u005fcalls") counts too
         if not self.governor.governs(ctx):
             return
         report: list[dict[str, object]] = []
@@ -69,7 +71,7 @@ class ToolCallHook(BaseHook):
         ids = resume.requested_ids(ctx.body)
         assert ids is not None and ctx.principal is not None
         if (reason := self.governor.suspension(ctx)) is not None:
-            raise PolicyDenied(f"Tool calls are suspended for this key ({reason}); nothing is released.")
+            raise PolicyDenied(f"Tool calls are suspended {reason}; nothing is released.")
         self.governor.rules(ctx)  # the policy set in force now: a release needs the one the approval was bound to
         rows = await self.approvals.release(
             ids, ctx.principal, policy_sha256=self.governor.store.current.sha256, request_id=ctx.request_id
@@ -93,57 +95,10 @@ class ToolCallHook(BaseHook):
             for row in rows
         ]
 
-    async def check_tool_results(self, ctx: CallContext) -> None:
-        """A `tool` message may answer only a call the gateway released: one the policy allows now, or one
-        released by an approval for exactly this key, tool and arguments. Raises InvalidRequest (400) otherwise."""
-        messages = ctx.body.get("messages")
-        asked: dict[str, object] = {}
-        for i, message in enumerate(messages if isinstance(messages, list) else ()):
-            if not isinstance(message, dict):
-                continue
-            role = message.get("role")
-            if role == "assistant" and isinstance(message.get("tool_calls"), list):
-                for call in message["tool_calls"]:
-                    call_id = call.get("id") if isinstance(call, dict) else None
-                    if isinstance(call_id, str):
-                        asked[call_id] = call
-            elif role == "tool" and isinstance(message.get("tool_call_id"), str):
-                call = asked.get(message["tool_call_id"])
-                if call is not None:  # a result for a call never asked for is the upstream's to refuse
-                    await self._check_result(ctx, i, call)
 
-    async def _check_result(self, ctx: CallContext, index: int, call: object) -> None:
-        tool_call = as_tool_call(call)
-        decision = self.governor.decide(ctx, tool_call, record=False, kill_switch=False)
-        if decision is None or decision.action == "allow":
-            return
-        where = f"messages[{index}]"
-        if decision.action == "deny":
-            raise InvalidRequest(
-                f"{where} is a tool result for call {tool_call.id} ({tool_call.name!r}), which the gateway withheld: "
-                f"{decision.message}",
-                param=f"{where}.tool_call_id",
-                code="tool_call_withheld",
-            )
-        assert ctx.principal is not None
-        key_id = requester_id(ctx.principal)
-        try:
-            canonical = canonical_json(parse_arguments(tool_call.arguments))
-        except InvalidArguments:
-            canonical = ""
-        if await self.approvals.was_released(key_id, tool_call.id, tool_call.name, canonical):
-            return
-        latest = await self.approvals.status_of_call(key_id, tool_call.id)
-        if latest is None:
-            why = "no approval released it"
-        elif latest.status == "executed":
-            why = f"its arguments differ from the ones approved in {latest.id}; a changed argument needs a new approval"
-        elif latest.status == "approved":
-            why = f"approval {latest.id} is approved but was not released; resume it first"
-        else:
-            why = f"approval {latest.id} is {latest.status}"
-        raise InvalidRequest(
-            f"{where} is a tool result for call {tool_call.id} ({tool_call.name!r}), which needs approval: {why}.",
-            param=f"{where}.tool_call_id",
-            code="tool_call_withheld",
-        )
+def has_tool_calls(data: dict[str, object]) -> bool:
+    for choice in data.get("choices") or ():  # type: ignore[attr-defined]
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict) and message.get("tool_calls"):
+            return True
+    return False

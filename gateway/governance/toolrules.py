@@ -276,9 +276,9 @@ class CompiledToolRules:
         return found
 
 
-def glob_pattern(globs: Iterable[str]) -> re.Pattern[str]:
-    """Case-sensitive fnmatch globs (`*`, `?`, `[seq]`) as one compiled pattern; use with fullmatch."""
-    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
+def glob_pattern(globs: Iterable[str], *, ignore_case: bool = False) -> re.Pattern[str]:
+    """fnmatch globs (`*`, `?`, `[seq]`) as one compiled pattern; use with fullmatch."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs), re.IGNORECASE if ignore_case else 0)
 
 
 def compile_path(arg: str) -> tuple[tuple[str, int | None], ...]:
@@ -301,7 +301,8 @@ def compile_tool_rules(tools: ToolRules, *, policy: str = "", shadow: bool = Fal
         rules.append(
             CompiledToolRule(
                 id=rule.id,
-                tool=glob_pattern(rule.match),
+                # Tool names match case-insensitively: a model calling "Shell.exec" must not slip past "shell.*".
+                tool=glob_pattern(rule.match, ignore_case=True),
                 conditions=tuple(compile_condition(condition) for condition in rule.when),
                 teams=frozenset(rule.teams) if rule.teams is not None else None,
                 roles=frozenset(rule.roles) if rule.roles is not None else None,

@@ -38,8 +38,8 @@ class ToolStream:
     async def on_event(self, event: bytes) -> bytes:
         if event == DONE_EVENT:
             return await self._flush_all() + event
-        if not self.held and b'"tool_calls"' not in event:
-            return event
+        if not self.held and b"tool" not in event and b"\\u" not in event:
+            return event  # no call can hide here (not even behind a \\u escape of its key)
         try:
             data = orjson.loads(event[6:])
         except orjson.JSONDecodeError:

@@ -131,9 +131,23 @@ async def split_events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
                 break
             event, buffer = buffer[: end + 2], buffer[end + 2 :]
             if event.strip():
-                yield event
+                yield canonical_event(event)
     if buffer.strip() == DONE_EVENT.strip():  # some servers end with a single newline, then close
         yield DONE_EVENT
+
+
+def canonical_event(event: bytes) -> bytes:
+    """One SSE event as `data: <payload>\n\n`, the only form the stages after this parse.
+
+    SSE allows `data:` without the space, several data lines, and `event:`/`id:`/`retry:` lines; an event in
+    such a form would otherwise reach the client unread by the guardrails and tool rules. Events without data
+    (comments, keep-alives) pass unchanged: they carry nothing to check."""
+    if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:
+        return event  # the common form, one data line: nothing to do
+    lines = [line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    # Several data lines make one payload joined by newlines; in JSON a newline between tokens is whitespace,
+    # so a space keeps the payload on the one line the stages read.
+    return b"data: " + b" ".join(lines) + b"\n\n" if lines else event
 
 
 def status_error(response: aiohttp.ClientResponse, raw: bytes, model: ModelConfig) -> GatewayError:

@@ -69,7 +69,10 @@ async def wait_for_approval(
 async def approve(approval_id: str, request: Request, decision: Decision | None = None) -> dict[str, object]:
     services, principal = caller(request)
     comment = decision.comment if decision else None
-    return approval_json(await services.approvals.decide(approval_id, principal, approve=True, comment=comment))
+    sha = services.policies.current.sha256
+    return approval_json(
+        await services.approvals.decide(approval_id, principal, approve=True, comment=comment, policy_sha256=sha)
+    )
 
 
 @router.post("/v1/approvals/{approval_id}/deny")
@@ -80,7 +83,13 @@ async def deny(approval_id: str, request: Request, decision: Decision | None = N
             "A denial needs a comment saying why; the agent and its user will read it.", param="comment"
         )
     return approval_json(
-        await services.approvals.decide(approval_id, principal, approve=False, comment=decision.comment)
+        await services.approvals.decide(
+            approval_id,
+            principal,
+            approve=False,
+            comment=decision.comment,
+            policy_sha256=services.policies.current.sha256,
+        )
     )
 
 

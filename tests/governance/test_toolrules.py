@@ -233,7 +233,7 @@ def test_unknown_conditions_fail_closed(action, arguments, expected) -> None:
         ("payments.refund", "payments.refund.extra", False),  # the whole name
         ("payments.*", "payments.refund", True),
         ("payments.*", "payment.refund", False),
-        ("payments.*", "Payments.refund", False),  # case-sensitive
+        ("payments.*", "Payments.REFUND", True),  # case-insensitive: "Shell.exec" cannot slip past "shell.*"
         ("shell_?", "shell_1", True),
         ("shell_?", "shell_12", False),
         ("fs.[rw]*", "fs.write", True),

@@ -191,7 +191,7 @@ def add_admin_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     teams.set_defaults(handler=cmd_teams)
 
     usage = commands.add_parser("usage", help="tokens and cost by key, team, model or day")
-    usage.add_argument("--group-by", default="key", choices=["key", "team", "model", "day"])
+    usage.add_argument("--group-by", default="key", choices=["key", "team", "model", "day", "prompt"])
     usage.add_argument("--from", dest="start", help="start (ISO date or time, UTC)")
     usage.add_argument("--to", dest="end", help="end, exclusive")
     usage.add_argument("--for-key", help="only this key (id)")

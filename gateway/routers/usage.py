@@ -32,7 +32,7 @@ def parse_instant(value: str | None, param: str) -> datetime | None:
 @router.get("/usage")
 async def get_usage(
     request: Request,
-    group_by: Literal["key", "team", "model", "day"] = "key",
+    group_by: Literal["key", "team", "model", "day", "prompt"] = "key",
     start: str | None = Query(default=None, alias="from"),
     end: str | None = Query(default=None, alias="to"),
     key: str | None = None,

@@ -1,4 +1,4 @@
-"""Usage reports: tokens and cost grouped by key, team, model or day."""
+"""Usage reports: tokens and cost grouped by key, team, model, day or prompt version."""
 
 from __future__ import annotations
 
@@ -10,22 +10,23 @@ from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import SQLColumnExpression, String, case, func, literal_column
+from sqlalchemy import SQLColumnExpression, String, case, cast, func, literal_column
 from sqlmodel import col, select
 
 from gateway.storage.db import Database
 from gateway.storage.tables import UsageRecord
 from gateway.usage.pricing import NANOS_PER_USD, usd
 
-GroupBy = Literal["key", "team", "model", "day"]
+GroupBy = Literal["key", "team", "model", "day", "prompt"]
 ScopeColumn = Literal["key_id", "team_id"]
 _COLUMNS = ("group", "requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
 
 
 class UsageRow(BaseModel):
-    """One group's totals. `group` is a key id, team id, model name or UTC day (YYYY-MM-DD).
+    """One group's totals. `group` is a key id, team id, model name, UTC day (YYYY-MM-DD) or prompt version
+    (`support-triage@3`).
 
-    Records made without a key or team are grouped under "" when grouping by key or team.
+    Records made without a key, team or prompt are grouped under "" when grouping by that.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -143,6 +144,8 @@ def _group_expression(group_by: GroupBy, dialect: str) -> SQLColumnExpression[st
         return col(UsageRecord.team_id)
     if group_by == "model":
         return col(UsageRecord.model)
+    if group_by == "prompt":  # NULL (no prompt) stays NULL: concatenating with NULL gives NULL
+        return col(UsageRecord.prompt_id).concat("@").concat(cast(col(UsageRecord.prompt_version), String))
     created_at = col(UsageRecord.created_at)
     # Literal SQL, not bound parameters: Postgres only matches the GROUP BY to the SELECT if they are equal.
     if dialect == "postgresql":

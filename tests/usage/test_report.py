@@ -217,3 +217,19 @@ def test_render_csv_writes_cost_to_the_nano() -> None:
 def test_render_json_keeps_every_field() -> None:
     assert orjson.loads(render_json(ROWS)) == [r.model_dump() for r in ROWS]
     assert orjson.loads(render_json(ROWS))[1]["cost_nanos"] == 1_234_567_891
+
+
+async def test_usage_report_groups_by_prompt_version(db: Database) -> None:
+    records = [usage_record(f"p{i}", "key_p", None, "gpt-p", at(9, i), 200, 10, 1, 0, 5) for i in range(4)]
+    prompts = [("triage", 1), ("triage", 2), ("triage", 2), (None, None)]
+    for record, (prompt_id, version) in zip(records, prompts, strict=True):
+        record.prompt_id, record.prompt_version = prompt_id, version
+    async with db.session() as session:
+        session.add_all(records)
+        await session.commit()
+    got = await usage_report(db, group_by="prompt", start=at(9, 0), end=at(10, 0))
+    assert got == [
+        row("", 1, 0, (10, 1, 0), 5),
+        row("triage@1", 1, 0, (10, 1, 0), 5),
+        row("triage@2", 2, 0, (20, 2, 0), 10),
+    ]

@@ -92,12 +92,19 @@ class PolicySet:
 
     def tool_rules_for(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None],
                        model: str, route: str) -> tuple[CompiledToolRules, ...]:  # fmt: skip
-        """The tool rules of every policy that governs this call, in set order (shadow ones included)."""
-        return tuple(
-            policy.tools
-            for policy in self.policies
-            if policy.tools is not None and policy.applies(key=key, team=team, model=model, route=route)
-        )
+        """The tool rules of every policy that governs this call, in set order (shadow ones included); memoised
+        per (key, team, model, route) like guardrails_for."""
+        cache_key = ("tools", key, team, model, route)
+        found = self._cache.get(cache_key)
+        if found is None:
+            found = tuple(
+                policy.tools
+                for policy in self.policies
+                if policy.tools is not None and policy.applies(key=key, team=team, model=model, route=route)
+            )
+            if len(self._cache) < 10_000:
+                self._cache[cache_key] = found  # type: ignore[assignment]
+        return found  # type: ignore[return-value]
 
     @property
     def empty(self) -> bool:

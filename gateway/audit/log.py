@@ -27,7 +27,7 @@ from gateway.audit.config import AuditConfig
 from gateway.audit.events import AuditEvent, event_row
 from gateway.audit.retention import AuditChainBrokenError, prune
 from gateway.storage.db import Database
-from gateway.usage.shipper import UsageShipper
+from gateway.usage.shipper import UsageShipper, statement_pages
 from gateway.usage.spool import UsageSpool
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ class AuditShipper(UsageShipper):
 
     async def _execute(self, rows: Sequence[dict[str, object]]) -> int:
         async with chain_transaction(self._db) as connection:
-            return await append(connection, rows)
+            # append() looks the batch's ids up with an IN list: one SQL text per length, see statement_pages.
+            return sum([await append(connection, page) for page in statement_pages(rows)])
 
 
 class AuditLog:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -39,11 +40,12 @@ from gateway.usage.pricing import nanos, usd
 from gateway.usage.spool import UsageSpool
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REJECTED_FILE = "rejected-usage.jsonl"  # outside the spool's glob: never shipped again by ship_leftovers
 ROTATE_BYTES = 8 * 1024 * 1024
 LEFTOVER_SCAN_S = 60.0  # run() also ships the files of sibling processes that died since startup
-_INLINE_READ_BYTES = 64 * 1024  # more than this pending is read and parsed in a worker thread
+_PARSE_SLICE = 64  # spool lines parsed between two yields to the event loop
 _READ_CHUNK_BYTES = 4 * 1024 * 1024
 # Bad data, not an outage: retrying the same batch would fail forever, so its rows go one by one instead.
 _DATA_ERRORS = (IntegrityError, DataError)
@@ -215,10 +217,7 @@ class UsageShipper:
         """Ship the complete lines of `cursor` up to byte `stop`, advancing its offset batch by batch."""
         inserted = 0
         while cursor.offset < stop:
-            if stop - cursor.offset > _INLINE_READ_BYTES:
-                chunk = await anyio.to_thread.run_sync(_read_chunk, cursor.fd, cursor.offset, self._parse_line)
-            else:
-                chunk = _read_chunk(cursor.fd, cursor.offset, self._parse_line)
+            chunk = await _read_chunk(cursor.fd, cursor.offset, self._parse_line)
             if chunk.end == cursor.offset:
                 break  # only a partial line is left: still being written, or torn by a crash
             inserted += await self._ship_chunk(cursor, chunk)
@@ -257,9 +256,11 @@ class UsageShipper:
         return _row(line)
 
     async def _execute(self, rows: Sequence[dict[str, object]]) -> int:
+        inserted = 0
         async with self._db.session() as session:
-            result = await session.exec(self._insert, params=rows)
-            inserted = len(result.all())
+            for page in statement_pages(rows):
+                result = await session.exec(self._insert, params=page)
+                inserted += len(result.all())
             await session.commit()
         return inserted
 
@@ -275,6 +276,23 @@ class UsageShipper:
 def _describe(exc: Exception) -> str:
     """The driver's own message: SQLAlchemy's adds the statement and up to ten rows of parameters."""
     return str(exc.orig).strip() if isinstance(exc, DBAPIError) else str(exc)
+
+
+def statement_pages(rows: Sequence[T], *, most: int = 64) -> Iterator[Sequence[T]]:
+    """rows in slices of `most` rows, then powers of two, largest first (100 rows: 64, 32, 4).
+
+    A batch becomes one multi-row statement (RETURNING makes SQLAlchemy render `VALUES (...), (...)`; an IN
+    list renders one placeholder per id), so every batch length is a distinct SQL text, and sqlite3 keeps the
+    last 128 prepared texts per connection: ~0.5 MB each at 300 rows of usage. Batch lengths vary with the
+    load, so RSS grew by ~30 MB per 100k requests until 128 sizes were cached (bench/RESULTS.md, soak). Powers
+    of two up to 64 leave 7 shapes per statement. Small pages also keep each statement's rendering and
+    parameter processing (on the event loop) well under a millisecond, so requests never wait long behind it.
+    """
+    start = 0
+    while start < len(rows):
+        size = min(most, 1 << ((len(rows) - start).bit_length() - 1))
+        yield rows[start : start + size]
+        start += size
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
@@ -310,8 +328,13 @@ def _take_leftover(path: Path) -> int | None:
     return None
 
 
-def _read_chunk(fd: int, offset: int, parse: Callable[[bytes], dict[str, object]]) -> _Chunk:
-    """The complete lines from `offset`, up to about 4 MiB, parsed and validated; blocking."""
+async def _read_chunk(fd: int, offset: int, parse: Callable[[bytes], dict[str, object]]) -> _Chunk:
+    """The complete lines from `offset`, up to about 4 MiB, parsed and validated.
+
+    Parsed on the event loop, yielding to it every _PARSE_SLICE lines (~0.3 ms of work): requests wait at most
+    one slice. A worker thread parsing a whole chunk held the GIL for tens of ms in 5 ms switch intervals, and
+    every request meanwhile waited for it (added p99 at one client 3.7 ms, bench/RESULTS.md).
+    """
     size = _READ_CHUNK_BYTES
     while True:
         data = os.pread(fd, size, offset)
@@ -321,8 +344,10 @@ def _read_chunk(fd: int, offset: int, parse: Callable[[bytes], dict[str, object]
         size *= 2  # one line longer than the chunk: read more rather than stall on it
     chunk = _Chunk(end=offset + cut)
     end = offset
-    for line in data[:cut].split(b"\n")[:-1]:
+    for number, line in enumerate(data[:cut].split(b"\n")[:-1], start=1):
         end += len(line) + 1
+        if number % _PARSE_SLICE == 0:
+            await anyio.lowlevel.checkpoint()
         if not line.strip():
             continue
         try:

@@ -23,7 +23,7 @@ from sqlmodel import select
 
 from gateway.storage.db import Database, open_database, run_migrations
 from gateway.storage.tables import UsageRecord
-from gateway.usage.shipper import REJECTED_FILE, UsageShipper
+from gateway.usage.shipper import REJECTED_FILE, UsageShipper, statement_pages
 from gateway.usage.spool import UsageSpool
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -295,3 +295,14 @@ async def test_shipper_sets_aside_records_it_cannot_store(db: Database, spool: U
         assert "out of range" in rejected["req_int32"]
     assert await shipper.flush() == 0  # nothing is retried or set aside twice
     assert len((spool.directory / REJECTED_FILE).read_bytes().splitlines()) == len(rejected)
+
+
+@pytest.mark.parametrize(
+    ("rows", "pages"),
+    [(0, []), (1, [1]), (5, [4, 1]), (64, [64]), (100, [64, 32, 4]), (1000, [64] * 15 + [32, 8])],
+)
+def test_statement_pages_bound_the_statement_shapes(rows: int, pages: list[int]) -> None:
+    # Every distinct page length is a distinct prepared statement that sqlite3 caches per connection.
+    sliced = list(statement_pages(list(range(rows))))
+    assert [len(page) for page in sliced] == pages
+    assert [item for page in sliced for item in page] == list(range(rows))

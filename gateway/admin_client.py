@@ -11,8 +11,6 @@ import json
 import sys
 from typing import Any
 
-import httpx
-
 from gateway.settings import Settings
 from gateway.usage.report import UsageRow, render_csv, render_json, render_table
 
@@ -47,6 +45,8 @@ def limits_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
+    import httpx  # here, not at the top: `gateway serve` imports this module and never calls an admin API
+
     settings = Settings()
     url = (args.url or settings.url).rstrip("/")
     key = args.key or (settings.master_key.get_secret_value() if settings.master_key else None)

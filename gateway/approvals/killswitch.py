@@ -7,14 +7,17 @@ through Redis pub/sub when there is Redis, and by polling the table every second
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
 from sqlalchemy import delete, func
 from sqlmodel import select
 
 from gateway.storage.changefeed import ChangeFeed
 from gateway.storage.db import Database
 from gateway.storage.tables import ToolSuspension
+
+if TYPE_CHECKING:  # redis is imported only when redis_url is set
+    from redis.asyncio import Redis
 
 ALL = "all"
 

@@ -17,7 +17,8 @@ Amounts are integer nano-dollars (1 USD = 1_000_000_000). Every time is the `now
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -244,47 +245,77 @@ class _Hold:
     deadline_ts: float  # when held: lapses then; when lapsed: forgotten then
 
 
-@dataclass(slots=True, eq=False)
-class _Entry:
-    ts: float
-    tokens: int
-    request_id: str
-
-
 class _Window:
-    """One rate scope's requests, oldest first, and their token total."""
+    """One rate scope's requests, oldest first: their times and tokens in two flat arrays, and their token total.
 
-    __slots__ = ("entries", "by_id", "tokens")
+    Flat arrays because a busy key records every request of the last minute: at 3,000 requests/s an object, a
+    float, an int and an id-keyed dict entry per request held ~40 MB; 16 bytes per request hold 2.9 MB.
+    Positions are absolute (`base` counts the entries compacted away), so `open` can name a request's entry
+    while the arrays shift. `open` keeps, in insertion order, the requests whose tokens `adjust_tokens` may
+    still correct (the estimate, until the answer's usage settles it), and loses them once they are settled or
+    have left the window: it holds the calls in flight, not the minute.
+    """
+
+    __slots__ = ("times", "counts", "head", "base", "tokens", "open")
+    _COMPACT_AT = 4096  # entries left behind before the arrays are shifted (amortised O(1) per request)
 
     def __init__(self) -> None:
-        self.entries: deque[_Entry] = deque()
-        self.by_id: dict[str, _Entry] = {}  # a reused id keeps its first entry here, as in Redis
+        self.times = array("d")
+        self.counts = array("q")
+        self.head = 0  # index of the oldest entry still in the window
+        self.base = 0
         self.tokens = 0
+        self.open: OrderedDict[str, int] = OrderedDict()  # a reused id keeps its first entry here, as in Redis
+
+    def __len__(self) -> int:
+        return len(self.times) - self.head
+
+    def oldest_ts(self) -> float | None:
+        return self.times[self.head] if self.head < len(self.times) else None
+
+    def record(self, request_id: str, ts: float, tokens: int) -> None:
+        self.open.setdefault(request_id, self.base + len(self.times))
+        self.times.append(ts)
+        self.counts.append(tokens)
+        self.tokens += tokens
+
+    def adjust(self, request_id: str, tokens: int) -> None:
+        position = self.open.pop(request_id, None)
+        if position is not None and position >= self.base + self.head:
+            index = position - self.base
+            self.tokens += tokens - self.counts[index]
+            self.counts[index] = tokens
 
     def prune(self, ts: float) -> None:
-        cutoff, entries = ts - WINDOW_S, self.entries
-        while entries and entries[0].ts <= cutoff:
-            entry = entries.popleft()
-            self.tokens -= entry.tokens
-            if self.by_id.get(entry.request_id) is entry:
-                del self.by_id[entry.request_id]
+        cutoff, times, counts, head = ts - WINDOW_S, self.times, self.counts, self.head
+        while head < len(times) and times[head] <= cutoff:
+            self.tokens -= counts[head]
+            head += 1
+        self.head = head
+        oldest, open_ = self.base + head, self.open
+        while open_ and next(iter(open_.values())) < oldest:
+            open_.popitem(last=False)
+        if head >= self._COMPACT_AT and head * 2 >= len(times):
+            del times[:head], counts[:head]
+            self.base += head
+            self.head = 0
 
     def wait_s(self, rpm: int | None, tpm: int | None, tokens: int, ts: float) -> float | None:
         """None if the request fits now, else seconds until it would (math.inf: never)."""
         wait: float | None = None
-        entries = self.entries
-        if rpm is not None and len(entries) >= rpm:
+        times = self.times
+        if rpm is not None and len(self) >= rpm:
             if rpm == 0:
                 return math.inf
-            wait = entries[len(entries) - rpm].ts + WINDOW_S - ts
+            wait = times[len(times) - rpm] + WINDOW_S - ts
         if tpm is not None and self.tokens + tokens > tpm:
             if tokens > tpm:
                 return math.inf
-            need, freed = self.tokens + tokens - tpm, 0
-            for entry in entries:
-                freed += entry.tokens
+            need, freed, counts = self.tokens + tokens - tpm, 0, self.counts
+            for index in range(self.head, len(times)):
+                freed += counts[index]
                 if freed >= need:
-                    wait = max(wait or 0.0, entry.ts + WINDOW_S - ts)
+                    wait = max(wait or 0.0, times[index] + WINDOW_S - ts)
                     break
         return wait
 
@@ -364,15 +395,9 @@ class MemoryCounters:
             states.append((scope, window, window.wait_s(scope.rpm, scope.tpm, tokens, ts)))
         if all(wait is None for _, _, wait in states):
             for _, window, _ in states:
-                entry = _Entry(ts, tokens, request_id)
-                window.entries.append(entry)
-                window.by_id.setdefault(request_id, entry)
-                window.tokens += tokens
+                window.record(request_id, ts, tokens)
         return rate_decision(
-            [
-                WindowState(scope, len(w.entries), w.tokens, w.entries[0].ts if w.entries else None, wait)
-                for scope, w, wait in states
-            ],
+            [WindowState(scope, len(w), w.tokens, w.oldest_ts(), wait) for scope, w, wait in states],
             ts,
         )
 
@@ -385,10 +410,7 @@ class MemoryCounters:
             if window is None:
                 continue
             window.prune(ts)
-            entry = window.by_id.get(request_id)
-            if entry is not None:
-                window.tokens += actual_tokens - entry.tokens
-                entry.tokens = actual_tokens
+            window.adjust(request_id, actual_tokens)
 
     async def close(self) -> None:
         return None

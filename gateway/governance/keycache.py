@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -18,6 +18,9 @@ from gateway.governance.counters import BudgetScope, Period, RateScope
 from gateway.storage.changefeed import ChangeFeed
 from gateway.storage.db import Database
 from gateway.storage.tables import ApiKey, Team
+
+if TYPE_CHECKING:  # redis is imported only when redis_url is set
+    from redis.asyncio import Redis
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,7 @@ version pinned by number is loaded on first use.
 from __future__ import annotations
 
 from collections import OrderedDict
-
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
 
 from gateway.audit.log import AuditLog
 from gateway.errors import PromptNotFound
@@ -20,6 +19,9 @@ from gateway.prompts.spec import LATEST
 from gateway.prompts.store import PromptStore, spec_of
 from gateway.storage.changefeed import ChangeFeed
 from gateway.storage.db import Database
+
+if TYPE_CHECKING:  # redis is imported only when redis_url is set
+    from redis.asyncio import Redis
 
 MAX_COMPILED = 2_000
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:  # redis is imported only when redis_url is set
+    from redis.asyncio import Redis
+
 
 log = logging.getLogger("gateway.changes")
 

@@ -8,16 +8,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import URL, Connection, create_engine, event, make_url, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision in migrations/versions (tests/storage/test_db.py checks it against alembic's head). A database
+# already there starts without importing alembic, mako and pygments: 12 MB less in every serving process.
+HEAD_REVISION = "0007"
 _SQLITE_BUSY_TIMEOUT_MS = 5000
 # Drivers a user URL may name; everything else is refused rather than silently swapped.
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite", "sqlite+aiosqlite"}
@@ -66,15 +67,32 @@ def run_migrations(url: str) -> None:
         try:
             with engine.begin() as connection:
                 _lock_for_migration(connection)
-                config = Config()
-                config.set_main_option("script_location", str(_MIGRATIONS))
-                config.attributes["connection"] = connection  # env.py migrates on this connection
-                command.upgrade(config, "head")
+                if _revisions(connection) != [HEAD_REVISION]:
+                    _upgrade(connection)
         finally:
             engine.dispose()
     # The alembic/driver boundary: whatever failed, startup stops with one error that names the database.
     except Exception as exc:
         raise MigrationError(f"Migrating database {_mask_password(url)} to head failed: {exc}") from exc
+
+
+def _revisions(connection: Connection) -> list[str]:
+    """The schema revisions the database records; none for a new database."""
+    try:
+        with connection.begin_nested():  # a missing table must not abort the transaction (Postgres)
+            return list(connection.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except DBAPIError:
+        return []
+
+
+def _upgrade(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection  # env.py migrates on this connection
+    command.upgrade(config, "head")
 
 
 def _lock_for_migration(connection: Connection) -> None:

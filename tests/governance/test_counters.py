@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from redis.asyncio import Redis
 
+from gateway.governance import counters as counters_module
 from gateway.governance.counters import (
     BudgetRefusal,
     BudgetScope,
@@ -388,3 +390,26 @@ async def test_rate_reused_request_id_counts_as_another_request(counters: Counte
 
     assert (after_first_left.allowed, after_first_left.remaining_requests) == (True, 0)
     assert after_first_left.remaining_tokens == 1000 - 200 - 1
+
+
+async def test_memory_rate_window_stays_exact_and_small_over_two_minutes_of_busy_traffic() -> None:
+    """12,000 requests at 100/s: every decision matches a brute-force count of the last 60 s (tokens corrected
+    after each call, as the pipeline does), and the window holds 16 bytes a request, not an object."""
+    counters, scope = MemoryCounters(), RateScope("key:busy", rpm=20_000, tpm=10**9)
+    log: list[tuple[float, int]] = []  # (time, tokens) of recorded requests
+    tracemalloc.start()
+    for i in range(12_000):
+        t = i * 0.01
+        decision = await counters.check_rate(f"req-{i}", [scope], 100, now=at(t))
+        assert decision.allowed
+        log.append((t, 100))
+        await counters.adjust_tokens(f"req-{i}", [scope], i % 7, now=at(t))
+        log[-1] = (t, i % 7)
+        if i % 997 == 0:
+            live = [tokens for ts, tokens in log if ts > t - 60]
+            assert decision.remaining_requests == scope.rpm - len(live)
+            assert decision.remaining_tokens == scope.tpm - sum(live[:-1]) - 100  # before this call's correction
+    in_counters = tracemalloc.Filter(True, counters_module.__file__)
+    held = sum(stat.size for stat in tracemalloc.take_snapshot().filter_traces([in_counters]).statistics("filename"))
+    tracemalloc.stop()
+    assert held < 6_000 * 16 * 3  # the last minute's 6,000 requests (array growth leaves spare room)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +54,13 @@ def head_revision() -> str:
     head = ScriptDirectory(str(storage_db._MIGRATIONS)).get_current_head()
     assert head is not None
     return head
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    """A new migration must also move HEAD_REVISION, or databases at the old head would skip it."""
+    from gateway.storage import db as storage_db
+
+    assert storage_db.HEAD_REVISION == head_revision()
 
 
 async def table_names(db: Database) -> list[str]:
@@ -140,3 +149,18 @@ async def test_open_database_unsupported_driver_raises_migration_error() -> None
     with pytest.raises(MigrationError, match="Unsupported database URL scheme 'postgresql\\+psycopg2'"):
         async with open_database("postgresql+psycopg2://gw:s3cret@127.0.0.1/gateway"):
             pass
+
+
+def test_database_at_head_opens_without_importing_alembic(sqlite_url: str) -> None:
+    run_migrations(sqlite_url)
+    script = (
+        "import asyncio, sys\n"
+        "from gateway.storage.db import open_database\n"
+        "async def main():\n"
+        f"    async with open_database({sqlite_url!r}):\n"
+        "        pass\n"
+        "asyncio.run(main())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako', 'pygments'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"

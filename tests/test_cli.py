@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.cli import main
+from gateway.storage.db import HEAD_REVISION
 from tests.conftest import MASTER_KEY
 from tests.servers import ServedGateway
 
@@ -31,6 +34,22 @@ def test_serve_refuses_several_workers_without_redis(tmp_path: Path, capsys: pyt
     config.write_text("models: []\n")
     assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
     assert "needs redis_url" in capsys.readouterr().err
+
+
+def test_migrate_brings_a_new_database_to_head_and_reports_a_broken_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "g.yaml"
+    config.write_text(f"models: []\ndatabase_url: sqlite:///{tmp_path / 'data' / 'g.db'}\n")
+    assert main(["migrate", "--config", str(config)]) == 0
+    assert f"g.db is at schema revision {HEAD_REVISION}" in capsys.readouterr().out
+    with closing(sqlite3.connect(tmp_path / "data" / "g.db")) as connection:
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
+        assert connection.execute("SELECT count(*) FROM usage_records").fetchone() == (0,)
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")  # as a newer gateway leaves it
+        connection.commit()
+    assert main(["migrate", "--config", str(config)]) == 1
+    assert "to head failed" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

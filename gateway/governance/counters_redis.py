@@ -48,6 +48,7 @@ from gateway.governance.counters import (
     rate_decision,
     timestamp,
 )
+from gateway.storage.scriptbatch import ScriptBatcher
 
 _LAPSE = """
 local function lapse(base, now)
@@ -235,7 +236,7 @@ return 0
 
 
 class RedisCounters:
-    """Counters shared through Redis; one script call (one round trip) per operation."""
+    """Counters shared through Redis; one script call per operation, the calls of concurrent requests pipelined."""
 
     def __init__(self, client: redis.Redis, *, prefix: str = "gw:", reservation_ttl_s: float = 900) -> None:
         if not 0 < reservation_ttl_s <= PERIOD_MARGIN_S:
@@ -250,6 +251,7 @@ class RedisCounters:
         self._budget = client.register_script(_BUDGET)
         self._rate = client.register_script(_RATE)
         self._adjust = client.register_script(_ADJUST)
+        self._batch = ScriptBatcher(client)
 
     @classmethod
     async def from_url(
@@ -289,7 +291,7 @@ class RedisCounters:
             start = period_start_ts(scope.period, ts)
             keys.append(f"{self.prefix}budget:{scope.name}:{scope.period}:{start}")
             args += (scope.limit, _deadline(scope.period, start))
-        result = await self._reserve(keys=keys, args=args)
+        result = await self._batch.call(self._reserve, keys, args)
         index = int(result[0])
         if index == 0:
             return None
@@ -299,15 +301,15 @@ class RedisCounters:
 
     async def settle(self, request_id: str, actual: int, *, now: datetime) -> None:
         check_amount(actual)
-        await self._finish(keys=[self._hold_key(request_id)], args=[request_id, actual, repr(timestamp(now))])
+        await self._batch.call(self._finish, [self._hold_key(request_id)], [request_id, actual, repr(timestamp(now))])
 
     async def release(self, request_id: str) -> None:
-        await self._finish(keys=[self._hold_key(request_id)], args=[request_id, "", "0"])
+        await self._batch.call(self._finish, [self._hold_key(request_id)], [request_id, "", "0"])
 
     async def get_budget(self, scope: BudgetScope, *, now: datetime) -> tuple[int, int]:
         ts = timestamp(now)
         base = f"{self.prefix}budget:{scope.name}:{scope.period}:{period_start_ts(scope.period, ts)}"
-        spent, reserved = await self._budget(keys=[base], args=[repr(ts)])
+        spent, reserved = await self._batch.call(self._budget, [base], [repr(ts)])
         return int(spent), int(reserved)
 
     async def seed_spent(self, scope_name: str, period: Period, start: datetime, amount: int) -> None:
@@ -329,7 +331,7 @@ class RedisCounters:
         args: list[str | int | float] = [request_id, tokens, repr(ts), repr(ts - WINDOW_S), WINDOW_S]
         for s in limited:
             args += (-1 if s.rpm is None else s.rpm, -1 if s.tpm is None else s.tpm)
-        result = await self._rate(keys=keys, args=args)
+        result = await self._batch.call(self._rate, keys, args)
         windows = []
         for i, scope in enumerate(limited):
             count, used, wait, oldest = result[1 + 4 * i : 5 + 4 * i]
@@ -345,9 +347,10 @@ class RedisCounters:
     ) -> None:
         keys = [f"{self.prefix}rate:{s.name}" for s in scopes if s.rpm is not None or s.tpm is not None]
         if keys:
-            await self._adjust(keys=keys, args=[request_id, actual_tokens, repr(timestamp(now) - WINDOW_S)])
+            await self._batch.call(self._adjust, keys, [request_id, actual_tokens, repr(timestamp(now) - WINDOW_S)])
 
     async def close(self) -> None:
+        await self._batch.close()
         if self._owns_client:
             await self.client.aclose()
 

@@ -9,6 +9,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["DISABLE_AIOHTTP_TRANSPORT"] = "True"
 
+import shutil  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -21,6 +22,7 @@ from psycopg import sql  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
 from gateway.config import GatewayConfig, parse_config  # noqa: E402
+from gateway.storage.db import run_migrations  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -54,11 +56,26 @@ def upstream(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
     upstream_server.reset()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the newest schema, migrated once: each test's database starts as a copy of it.
+
+    Migrating a new database takes ~28 ms; a copy ~0.2 ms, for every test that starts an app. The migrations
+    themselves are tested from an empty database in tests/storage/test_db.py.
+    """
+    path = tmp_path_factory.mktemp("template") / "gateway.db"
+    run_migrations(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def make_config(tmp_path: Path, upstream_server: FakeUpstream) -> MakeConfig:
+def make_config(tmp_path: Path, upstream_server: FakeUpstream, migrated_sqlite: Path) -> MakeConfig:
     """A config whose `gpt-test` model reaches the fake upstream on the direct path."""
 
     def make(*, models: list[dict[str, object]] | None = None, **settings: object) -> GatewayConfig:
+        database = tmp_path / "gateway.db"
+        if "database_url" not in settings and not database.exists():
+            shutil.copyfile(migrated_sqlite, database)
         default_models: list[dict[str, object]] = [
             {
                 "name": "gpt-test",

@@ -207,7 +207,10 @@ async def test_stream_broken_midway_ends_with_error_event(client: httpx.AsyncCli
     assert len(upstream.requests) == 1  # never retried once the stream had started
 
 
-async def test_client_disconnect_cancels_upstream_request(make_config: MakeConfig, upstream: FakeUpstream) -> None:
+@pytest.mark.parametrize("leaves_after_s", [0.3, 0.02])  # after and before the watch starts (WATCH_AFTER_S)
+async def test_client_disconnect_cancels_upstream_request(
+    make_config: MakeConfig, upstream: FakeUpstream, leaves_after_s: float
+) -> None:
     import uvicorn
 
     from gateway.app import create_app
@@ -221,7 +224,7 @@ async def test_client_disconnect_cancels_upstream_request(make_config: MakeConfi
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
             with pytest.raises(httpx.ReadTimeout):
-                await c.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test"), timeout=0.3)
+                await c.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test"), timeout=leaves_after_s)
         assert await asyncio.to_thread(upstream.wait_for_disconnects, 1) == 1
     finally:
         server.should_exit = True

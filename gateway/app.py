@@ -19,6 +19,11 @@ from gateway.routers.metrics import metrics_router
 from gateway.services import build_services
 from gateway.settings import Settings
 
+# The collector after the freeze: at 700/10/10 the objects of requests in flight were promoted to the oldest
+# generation every few ms and full collections ran ~4 times a second (73 in 20 s at 100 clients, up to 53 ms each,
+# 1.4 s of the 20 s collecting). At 5,000/10/100: 3 full collections, 0.7 s. Benchmark, alternating runs at 50
+# clients: 3,742 / 3,918 -> 4,242 / 4,076 req/s, CPU 0.285 / 0.271 -> 0.251 / 0.261 ms per request; RSS unchanged.
+GC_THRESHOLDS = (5_000, 10, 100)
 ROUTERS = (
     inference.router,
     models.router,
@@ -70,6 +75,7 @@ def create_app(config: GatewayConfig | None = None, *, freeze_gc: bool = True) -
             if freeze_gc:
                 gc.collect()
                 gc.freeze()
+                gc.set_threshold(*GC_THRESHOLDS)
             yield
             if freeze_gc:
                 gc.unfreeze()

@@ -16,6 +16,7 @@ from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.governance.policytest import add_policy_commands
 from gateway.prompts.cli import add_prompt_commands
 from gateway.settings import Settings, environment
+from gateway.storage.db import HEAD_REVISION, MigrationError, mask_password, run_migrations
 from gateway.telemetry.multiprocess import multiprocess_metrics
 
 
@@ -90,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Worker processes build their app from the environment: hand them the same file.
         os.environ["GATEWAY_CONFIG"] = str(settings.config.resolve())
     print(
-        f"gateway {__version__}: {len(config.models)} models, database {mask(config.database_url)}",
+        f"gateway {__version__}: {len(config.models)} models, database {mask_password(config.database_url)}",
         file=sys.stderr,
     )
     # Set before the workers start, so /metrics on any of them sums all of them.
@@ -111,15 +112,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """A deployment step of its own: servers that start on a database at head never import alembic (~8 MB)."""
-    from gateway.storage.db import HEAD_REVISION, MigrationError, run_migrations
-
     config = resolve(args.config)
     try:
         run_migrations(config.database_url)
     except MigrationError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         return 1
-    print(f"database {mask(config.database_url)} is at schema revision {HEAD_REVISION}")
+    print(f"database {mask_password(config.database_url)} is at schema revision {HEAD_REVISION}")
     return 0
 
 
@@ -140,13 +139,3 @@ def print_models(config: GatewayConfig) -> None:
         path = "fake" if m.provider == "fake" else ("direct" if m.is_direct else "litellm")
         fallbacks = f"  fallbacks: {', '.join(m.fallbacks)}" if m.fallbacks else ""
         print(f"  {m.name:<24} {m.model:<40} {path}{fallbacks}")
-
-
-def mask(url: str) -> str:
-    """Hide the password of a database URL."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"

@@ -50,6 +50,10 @@ def test_migrate_brings_a_new_database_to_head_and_reports_a_broken_one(
         connection.commit()
     assert main(["migrate", "--config", str(config)]) == 1
     assert "to head failed" in capsys.readouterr().err
+    config.write_text("models: []\ndatabase_url: postgresql://gw:s3cret@127.0.0.1:1/gateway\n")
+    assert main(["migrate", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "postgresql://gw:***@127.0.0.1:1/gateway" in err and "s3cret" not in err
 
 
 @pytest.fixture(scope="module")

@@ -73,7 +73,7 @@ def run_migrations(url: str) -> None:
             engine.dispose()
     # The alembic/driver boundary: whatever failed, startup stops with one error that names the database.
     except Exception as exc:
-        raise MigrationError(f"Migrating database {_mask_password(url)} to head failed: {exc}") from exc
+        raise MigrationError(f"Migrating database {mask_password(url)} to head failed: {exc}") from exc
 
 
 def _revisions(connection: Connection) -> list[str]:
@@ -148,7 +148,7 @@ def _create_sqlite_folder(url: URL) -> None:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _mask_password(url: str) -> str:
+def mask_password(url: str) -> str:
     """The URL safe to log: any password replaced by ***."""
     try:
         return make_url(url).render_as_string(hide_password=True)

@@ -132,13 +132,9 @@ class PriceTable:
     def __init__(self, models: Iterable[ModelConfig], *, price_map_path: Path | None = None) -> None:
         self._price_map_path = price_map_path
         self._price_map: dict[str, object] | None = None
-        self._by_name: dict[str, tuple[ModelConfig, Prices]] = {}
-        self._keep_map = True
-        for model in models:
-            self.prices_for(model)
+        self._by_name = {model.name: (model, self._resolve(model)) for model in models}
         # The map is ~30k entries (6 MB of JSON, ~6 MB of dicts): keep only the resolved prices above. A model
         # first seen later (a changed ModelConfig) reads the file again.
-        self._keep_map = False
         self._price_map = None
 
     def prices_for(self, model: ModelConfig) -> Prices:
@@ -147,8 +143,7 @@ class PriceTable:
             return hit[1]
         prices = self._resolve(model)
         self._by_name[model.name] = (model, prices)
-        if not self._keep_map:
-            self._price_map = None
+        self._price_map = None
         return prices
 
     def cost(self, model: ModelConfig, usage: Usage) -> int:

@@ -1,6 +1,10 @@
 # The gateway image: `docker build -t gateway .` then
 # `docker run -p 4000:4000 -e GATEWAY_MASTER_KEY=sk-... -v $PWD/gateway.yaml:/app/gateway.yaml gateway`.
 FROM python:3.11-slim AS build
+# gcc builds the token counter, a C extension (gateway/usage/_bpe.c); the image has the Python headers.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway

@@ -26,8 +26,8 @@ test: install
 	$(VENV)/bin/python -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check gateway tests bench
-	$(VENV)/bin/ruff format --check gateway tests bench
+	$(VENV)/bin/ruff check gateway tests bench tools
+	$(VENV)/bin/ruff format --check gateway tests bench tools
 
 # Benchmarks (not run by CI; bench/README.md): wrk from Debian, LiteLLM proxy in its own venv.
 bench-setup:

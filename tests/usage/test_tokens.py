@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from gateway.usage import tokens
 from gateway.usage.tokens import (
+    ENCODING_FILES,
     IMAGE_TOKENS_HIGH,
     IMAGE_TOKENS_LOW,
     TokenCounter,
     encoding_name,
-    point_tiktoken_at_bundled_files,
+    load_encoding,
     tokenizer_dir,
 )
 
@@ -207,19 +209,20 @@ def test_encodings_are_cached_per_name(counter: TokenCounter) -> None:
 
 
 def test_litellm_ships_the_tiktoken_files_we_rely_on() -> None:
-    # tiktoken's cache key is the sha1 of the download URL; a litellm upgrade that drops these breaks offline use.
+    # Named as in tiktoken's cache (sha1 of the download URL); a litellm upgrade that drops these breaks offline use.
     assert (tokenizer_dir() / "9b5ad71b2ce5302211f9c61530b329a4922fc6a4").is_file()  # cl100k_base
     assert (tokenizer_dir() / "fb374d419588a4632f3f557e76b4b70aebbca790").is_file()  # o200k_base
+    sizes = {name: len(load_encoding(name)) for name in ENCODING_FILES}
+    assert sizes == {"cl100k_base": 100_256, "o200k_base": 199_998}
 
 
-def test_pointing_tiktoken_keeps_an_operator_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TIKTOKEN_CACHE_DIR", raising=False)
-    point_tiktoken_at_bundled_files()
-    point_tiktoken_at_bundled_files()
-    assert os.environ["TIKTOKEN_CACHE_DIR"] == str(tokenizer_dir())
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "/srv/tiktoken")
-    point_tiktoken_at_bundled_files()
-    assert os.environ["TIKTOKEN_CACHE_DIR"] == "/srv/tiktoken"
+def test_a_vocabulary_file_that_is_not_tiktokens_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file, _ = ENCODING_FILES["cl100k_base"]
+    original = (tokenizer_dir() / file).read_bytes()
+    (tmp_path / file).write_bytes(original.replace(b"IQ== 0", b"Ig== 0", 1))  # token 0 changed from "!" to '"'
+    monkeypatch.setattr(tokens, "tokenizer_dir", lambda: tmp_path)
+    with pytest.raises(RuntimeError, match=r"is not tiktoken's cl100k_base file \(sha256 differs\)"):
+        load_encoding("cl100k_base")
 
 
 SCRIPT = """
@@ -236,17 +239,24 @@ print(json.dumps({
     "cl100k": counter.count_text("gpt-4", "hello world"),
     "cost": table.cost(model, Usage(1_000_000, 0)),
     "litellm_imported": any(name == "litellm" or name.startswith("litellm.") for name in sys.modules),
+    "tiktoken_imported": "tiktoken" in sys.modules,
 }))
 """
 
 
 def test_offline_and_without_importing_litellm() -> None:
-    # A fresh interpreter (other tests import litellm in-process) with no tiktoken cache setting and every
-    # HTTP(S) request sent to a closed port: any download attempt fails. About 1 s: interpreter and imports.
+    # A fresh interpreter (other tests import litellm and tiktoken in-process) with no tiktoken cache setting and
+    # every HTTP(S) request sent to a closed port: any download attempt fails. About 1 s: interpreter and imports.
     env = {k: v for k, v in os.environ.items() if k != "TIKTOKEN_CACHE_DIR" and not k.lower().endswith("_proxy")}
     env |= {"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"o200k": 2, "cl100k": 2, "cost": 150_000_000, "litellm_imported": False}
+    assert json.loads(done.stdout) == {
+        "o200k": 2,
+        "cl100k": 2,
+        "cost": 150_000_000,
+        "litellm_imported": False,
+        "tiktoken_imported": False,
+    }

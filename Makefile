@@ -10,7 +10,8 @@ export LITELLM_LOCAL_MODEL_COST_MAP = True
 export HF_HUB_OFFLINE = 1
 export GATEWAY_MASTER_KEY ?= sk-gateway-dev-master-key
 
-$(VENV)/.installed: pyproject.toml
+# The C sources too: a changed token counter is rebuilt by the next make.
+$(VENV)/.installed: pyproject.toml $(wildcard gateway/usage/*.c gateway/usage/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'

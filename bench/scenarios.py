@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -82,7 +83,31 @@ def export_gateway(rev: str, dest: Path) -> Path:
     if archive.returncode != 0:
         raise ServerError(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    tree = subprocess.run([*repo, "ls-tree", "-r", "--name-only", rev, "gateway"], capture_output=True, text=True)
+    if any(name.endswith(".c") for name in tree.stdout.split()):
+        build_extensions(repo, rev, dest)
     return dest
+
+
+def build_extensions(repo: list[str], rev: str, dest: Path) -> None:
+    """Compile an exported commit's C extensions (the token counter) next to its sources, as `pip install` does."""
+    archive = subprocess.run(
+        [*repo, "archive", "--format=tar", rev, "pyproject.toml", "README.md"], capture_output=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    wheels = dest / "wheel"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(dest)],
+        capture_output=True,
+        text=True,
+    )
+    if built.returncode != 0:
+        raise ServerError(f"building {rev}'s C extensions failed:\n{built.stderr[-2000:]}")
+    for wheel in wheels.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive_file:
+            for member in archive_file.namelist():
+                if member.endswith(".so"):
+                    archive_file.extract(member, dest)
 
 
 def request_body(*, stream: bool) -> bytes:

@@ -218,7 +218,7 @@ static int read_lines(Vocabulary *v, const uint8_t *data, size_t len, size_t *to
 static int build(Vocabulary *v, const uint8_t *data, size_t len) {
     size_t total;
     if (read_lines(v, data, len, &total) < 0) return -1;
-    if (v->size < 256 || total >= UINT32_MAX) {
+    if (v->size < 256 || v->size > (1u << 30) || total >= UINT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "not a byte-level BPE vocabulary");
         return -1;
     }
@@ -287,6 +287,7 @@ static PyObject *Vocabulary_count(Vocabulary *self, PyObject *text) {
     PyObject *utf8 = NULL;
     const uint8_t *s;
     Py_ssize_t n;
+    if (PyUnicode_READY(text) < 0) return NULL;
     if (PyUnicode_IS_ASCII(text)) {
         s = PyUnicode_DATA(text);
         n = PyUnicode_GET_LENGTH(text);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,18 @@ def sample_tree(root: int) -> TreeSample:
         rss_total += stat[2]
         count += 1
     return TreeSample(cpu_s=cpu, rss_max_bytes=rss_max, rss_total_bytes=rss_total, processes=count)
+
+
+def wait_idle(root: int, *, below: float = 0.05, window_s: float = 0.5, timeout_s: float = 20.0) -> float:
+    """Wait until the tree uses under `below` of a core over `window_s` (a cell's leftover work, such as usage
+    records still being shipped, done); returns the seconds waited. Gives up after timeout_s."""
+    waited = 0.0
+    last = sample_tree(root).cpu_s
+    while waited < timeout_s:
+        time.sleep(window_s)
+        waited += window_s
+        now = sample_tree(root).cpu_s
+        if now - last < below * window_s:
+            break
+        last = now
+    return waited

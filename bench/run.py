@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: import `bench` from the reposi
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.loadgen import Load, LoadError, measure_ttft, run_load  # noqa: E402
-from bench.proctree import sample_tree  # noqa: E402
+from bench.proctree import sample_tree, wait_idle  # noqa: E402
 from bench.report import Row, render_report  # noqa: E402
 from bench.scenarios import (  # noqa: E402
     BENCH_DIR,
@@ -96,6 +96,9 @@ def measure_cell(
 ) -> Row:
     """Warm-up (discarded), then the measured load with the server's CPU read before and after."""
     load = Load(target.url, body, target.auth, clients, args.duration, args.max_requests, stream)
+    # Each cell starts from a quiet server: the previous cell's usage records (13k after 100 clients) are shipped
+    # to the database after its load stops, and would otherwise be charged to this cell's CPU and TTFT.
+    wait_idle(target.pid)
     if args.warmup > 0:
         warmup = Load(target.url, body, target.auth, clients, args.warmup, args.warmup_requests, stream)
         run_load(warmup, generator=args.loadgen)
@@ -145,8 +148,9 @@ def run_matrix(args: argparse.Namespace, tmp: Path) -> list[Row]:
 
 def settings_line(args: argparse.Namespace) -> str:
     return (
-        f"workers {args.workers}, loadgen {args.loadgen}, {args.duration:g} s per cell after {args.warmup:g} s "
-        f"warm-up, max {args.max_requests:,} requests per cell, TTFT over {args.ttft_requests} requests"
+        f"workers {args.workers}, loadgen {args.loadgen}, {args.duration:g} s per cell after the server is idle "
+        f"(< 5 % of a core, at most 20 s) and {args.warmup:g} s of warm-up, max {args.max_requests:,} requests per "
+        f"cell, TTFT over {args.ttft_requests} requests"
     )
 
 

@@ -72,9 +72,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.scenarios, args.clients, args.loadgen = "bare,full", "1,10", "python"
         args.duration, args.warmup, args.max_requests, args.ttft_requests = 5.0, 5.0, 50, 10
-        args.warmup_requests = 10
+        args.warmup_requests, args.idle_wait_s = 10, 0.0  # a smoke run: no waiting for quiet
     else:
-        args.warmup_requests = UNBOUNDED
+        args.warmup_requests, args.idle_wait_s = UNBOUNDED, 20.0
     if args.skip_litellm:
         args.scenarios = ",".join(s for s in args.scenarios.split(",") if s != "litellm")
     unknown = [s for s in args.scenarios.split(",") if s not in SCENARIOS]
@@ -98,7 +98,7 @@ def measure_cell(
     load = Load(target.url, body, target.auth, clients, args.duration, args.max_requests, stream)
     # Each cell starts from a quiet server: the previous cell's usage records (13k after 100 clients) are shipped
     # to the database after its load stops, and would otherwise be charged to this cell's CPU and TTFT.
-    wait_idle(target.pid)
+    wait_idle(target.pid, timeout_s=args.idle_wait_s)
     if args.warmup > 0:
         warmup = Load(target.url, body, target.auth, clients, args.warmup, args.warmup_requests, stream)
         run_load(warmup, generator=args.loadgen)
@@ -149,8 +149,8 @@ def run_matrix(args: argparse.Namespace, tmp: Path) -> list[Row]:
 def settings_line(args: argparse.Namespace) -> str:
     return (
         f"workers {args.workers}, loadgen {args.loadgen}, {args.duration:g} s per cell after the server is idle "
-        f"(< 5 % of a core, at most 20 s) and {args.warmup:g} s of warm-up, max {args.max_requests:,} requests per "
-        f"cell, TTFT over {args.ttft_requests} requests"
+        f"(< 5 % of a core, at most {args.idle_wait_s:g} s) and {args.warmup:g} s of warm-up, "
+        f"max {args.max_requests:,} requests per cell, TTFT over {args.ttft_requests} requests"
     )
 
 

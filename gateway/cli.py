@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.admin_client import add_admin_commands
+from gateway.allocator import limit_malloc_arenas
 from gateway.approvals.cli import add_approval_commands
 from gateway.audit.cli import add_audit_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
@@ -94,6 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"gateway {__version__}: {len(config.models)} models, database {mask_password(config.database_url)}",
         file=sys.stderr,
     )
+    limit_malloc_arenas()  # before uvicorn starts threads and workers
     # Set before the workers start, so /metrics on any of them sums all of them.
     with multiprocess_metrics(args.workers):
         uvicorn.run(

@@ -113,6 +113,7 @@ def measure_cell(
     if redis_before is not None and redis_after is not None:
         row.redis_cpu_ms_per_request = per_request_ms(redis_after - redis_before, result.requests)
     if ttft:
+        wait_idle(target.pid, timeout_s=args.idle_wait_s)  # the cell's own usage records are being shipped
         row.ttft = measure_ttft(
             target.url, body, target.auth, requests=args.ttft_requests, warmup=max(5, args.ttft_requests // 10)
         )

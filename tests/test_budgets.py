@@ -182,3 +182,19 @@ async def _take(lines, count: int):  # type: ignore[no-untyped-def]
         count -= 1
         if count == 0:
             return
+
+
+async def test_a_huge_prompt_is_counted_off_the_event_loop(client: httpx.AsyncClient) -> None:
+    # One megabyte of a single word takes ~0.35 s to count; meanwhile a small call of another key is answered.
+    big = {"authorization": f"Bearer {await new_key(client, budget=100)}"}
+    small = {"authorization": f"Bearer {await new_key(client, budget=100)}"}
+    huge = asyncio.create_task(
+        client.post("/v1/chat/completions", headers=big, json=chat("priced", "A" * 1_000_000, max_tokens=1))
+    )
+    await asyncio.sleep(0.05)  # the huge prompt is being counted
+    started = asyncio.get_running_loop().time()
+    r = await client.post("/v1/chat/completions", headers=small, json=chat("priced", "hi", max_tokens=1))
+    answered_after = asyncio.get_running_loop().time() - started
+    assert r.status_code == 200
+    assert not huge.done() and answered_after < 0.15
+    assert (await huge).status_code == 200

@@ -167,8 +167,9 @@ static void init_base64(void) {
 
 /* Decodes base64 in[0..len) into out (NULL: only measures); returns the bytes or -1 if not base64. */
 static Py_ssize_t decode_base64(const uint8_t *in, size_t len, uint8_t *out) {
-    while (len && in[len - 1] == '=') len--;
-    if (len % 4 == 1) return -1;
+    size_t pad = 0;
+    while (len && in[len - 1] == '=') { len--; pad++; }
+    if (pad > 2 || (pad && (len + pad) % 4) || len % 4 == 1) return -1;
     uint32_t acc = 0;
     Py_ssize_t written = 0;
     for (size_t i = 0; i < len; i++) {
@@ -190,8 +191,9 @@ static int read_lines(Vocabulary *v, const uint8_t *data, size_t len, size_t *to
     uint32_t line = 0;
     size_t written = 0;
     for (size_t i = 0; i < len;) {
-        size_t end = i;
-        while (end < len && data[end] != '\n') end++;
+        size_t next = i;
+        while (next < len && data[next] != '\n') next++;
+        size_t end = next > i && data[next - 1] == '\r' ? next - 1 : next;  /* CRLF files too, as tiktoken reads */
         if (end > i) {
             const uint8_t *space = memchr(data + i, ' ', end - i);
             Py_ssize_t size = space ? decode_base64(data + i, space - (data + i), v->bytes ? v->bytes + written : NULL) : -1;
@@ -207,7 +209,7 @@ static int read_lines(Vocabulary *v, const uint8_t *data, size_t len, size_t *to
             written += (size_t)size;
             line++;
         }
-        i = end + 1;
+        i = next + 1;
     }
     if (v->bytes) v->offsets[line] = (uint32_t)written;
     v->size = line;
@@ -232,8 +234,14 @@ static int build(Vocabulary *v, const uint8_t *data, size_t len) {
     if (read_lines(v, data, len, &total) < 0) return -1;
     for (uint32_t r = 0; r < v->size; r++) {
         const uint8_t *token = v->bytes + v->offsets[r];
-        uint32_t i = hash_bytes(token, v->offsets[r + 1] - v->offsets[r]) & v->mask;
-        while (v->slots[i]) i = (i + 1) & v->mask;
+        uint32_t n = v->offsets[r + 1] - v->offsets[r], i = hash_bytes(token, n) & v->mask;
+        for (; v->slots[i]; i = (i + 1) & v->mask) {
+            uint32_t other = v->slots[i] - 1, start = v->offsets[other];
+            if (v->offsets[other + 1] - start == n && memcmp(v->bytes + start, token, n) == 0) {
+                PyErr_Format(PyExc_ValueError, "vocabulary lines %u and %u hold the same token", other + 1, r + 1);
+                return -1;
+            }
+        }
         v->slots[i] = r + 1;
     }
     for (int b = 0; b < 256; b++) {  /* single bytes need no merge (count_tokens relies on it) */

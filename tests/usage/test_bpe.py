@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -137,9 +138,17 @@ def test_bad_arguments_and_bad_files_are_clear_errors() -> None:
         Vocabulary(b"IQ== 0\nIg== 7\n", "cl100k_base")
     with pytest.raises(ValueError, match="vocabulary line 1 is not 'base64 0'"):
         Vocabulary(b"not base64! 0\n", "cl100k_base")
-    all_but_one_byte = b"".join(b"%s %d\n" % (__import__("base64").b64encode(bytes([b])), b) for b in range(255))
+    with pytest.raises(ValueError, match="vocabulary line 1 is not 'base64 0'"):
+        Vocabulary(b"IQ=== 0\n", "cl100k_base")  # three padding characters
+    single_bytes = b"".join(b"%s %d\n" % (base64.b64encode(bytes([b])), b) for b in range(256))
     with pytest.raises(ValueError, match="not a byte-level BPE vocabulary"):
-        Vocabulary(all_but_one_byte, "o200k_base")
+        Vocabulary(b"\n".join(single_bytes.split(b"\n")[:255]), "o200k_base")  # 255 tokens
+    with pytest.raises(ValueError, match="vocabulary has no token for the byte 0x00"):
+        Vocabulary(b"YWI= 0\n" + single_bytes.split(b"\n", 1)[1], "o200k_base")  # "ab" where byte 0 was
+    with pytest.raises(ValueError, match="vocabulary lines 66 and 257 hold the same token"):
+        Vocabulary(single_bytes + b"QQ== 256\n", "o200k_base")  # "A" again
+    crlf = Vocabulary(single_bytes.replace(b"\n", b"\r\n") + b"YWI= 256\r\n", "cl100k_base")  # tiktoken reads these
+    assert (len(crlf), crlf.count("ab"), crlf.count("abab")) == (257, 1, 2)
 
 
 MEMORY_SCRIPT = """

@@ -94,6 +94,8 @@ def build_extensions(repo: list[str], rev: str, dest: Path) -> None:
     archive = subprocess.run(
         [*repo, "archive", "--format=tar", rev, "pyproject.toml", "README.md"], capture_output=True
     )
+    if archive.returncode != 0:
+        raise ServerError(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     wheels = dest / "wheel"
     built = subprocess.run(

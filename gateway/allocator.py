@@ -2,7 +2,9 @@
 
 glibc gives every thread that allocates its own arena, up to 8 per core, and an arena keeps the pages it has
 touched. A gateway process has a few such threads (two SQLite connections, libuv's pool): two arenas cost
-3-10 MB less RSS under load (142 -> 132 MB streaming at 100 clients, bench/RESULTS.md) and no measurable CPU.
+2-9 MB less RSS under load (116-144 -> 114-135 MB over the cells of 1-100 clients, bench/RESULTS.md) and no
+measurable CPU. This module writes the environment (STYLE gives reading it to settings.py): worker processes
+inherit the cap only through MALLOC_ARENA_MAX, which glibc reads as a process starts.
 """
 
 from __future__ import annotations

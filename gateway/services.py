@@ -42,7 +42,7 @@ from gateway.providers.openai_compat import OpenAICompatProvider, create_session
 from gateway.providers.registry import ProviderRegistry
 from gateway.storage.db import Database, open_database
 from gateway.telemetry.hook import Telemetry, open_telemetry
-from gateway.usage.meter import MeterHook, count_prompt
+from gateway.usage.meter import MeterHook, PromptCounter
 from gateway.usage.pricing import PriceTable
 from gateway.usage.recorder import RecorderHook
 from gateway.usage.report import spent_by_scope
@@ -64,7 +64,7 @@ class Services:
     key_cache: KeyCache
     counters: Counters
     prices: PriceTable
-    tokens: TokenCounter
+    tokens: PromptCounter
     policies: PolicyStore
     guardrails: GuardrailEngine
     spool: UsageSpool
@@ -160,8 +160,8 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         http = create_session()
         stack.push_async_callback(http.close)
         registry = ProviderRegistry(config, direct=OpenAICompatProvider(http))
-        tokens = TokenCounter()
-        make_check = functools.partial(build_check, session=lambda: http, count=lambda ctx: count_prompt(tokens, ctx))
+        tokens = PromptCounter(TokenCounter())
+        make_check = functools.partial(build_check, session=lambda: http, count=tokens.prompt)
         policies = PolicyStore(config.policies, make_check)  # a bad policy file stops startup here
         telemetry = open_telemetry(config, stack)
         webhooks = WebhookNotifier(config.approvals.webhooks, lambda: http)

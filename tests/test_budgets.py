@@ -185,7 +185,8 @@ async def _take(lines, count: int):  # type: ignore[no-untyped-def]
 
 
 async def test_a_huge_prompt_is_counted_off_the_event_loop(client: httpx.AsyncClient) -> None:
-    # One megabyte of a single word takes ~0.35 s to count; meanwhile a small call of another key is answered.
+    # One megabyte of a single word takes ~0.35 s to count; meanwhile a small call of another key is answered. (On
+    # the event loop the small call waits for the whole count; the margins hold on a loaded 2-core machine.)
     big = {"authorization": f"Bearer {await new_key(client, budget=100)}"}
     small = {"authorization": f"Bearer {await new_key(client, budget=100)}"}
     huge = asyncio.create_task(

@@ -7,7 +7,7 @@ joined text of a stage once, with the call's context.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 import aiohttp
@@ -26,11 +26,11 @@ class ContextCheck(Protocol):
 
 
 class MaxTokensCheck:
-    """Flags a request whose prompt exceeds `max` tokens (counted offline with tiktoken)."""
+    """Flags a request whose prompt exceeds `max` tokens (tiktoken's count, offline; `count` is the meter's)."""
 
     name = "max_tokens"
 
-    def __init__(self, *, max: int, count: Callable[[CallContext], int] | None = None) -> None:  # noqa: A002
+    def __init__(self, *, max: int, count: Callable[[CallContext], Awaitable[int]] | None = None) -> None:  # noqa: A002
         if not isinstance(max, int) or max < 1:
             raise ValueError("max must be a positive integer")
         self.max = max
@@ -39,7 +39,7 @@ class MaxTokensCheck:
     async def scan_context(self, text: str, ctx: CallContext) -> list[Finding]:
         tokens = ctx.prompt_tokens
         if tokens is None and self.count is not None:
-            tokens = ctx.prompt_tokens = self.count(ctx)
+            tokens = ctx.prompt_tokens = await self.count(ctx)
         if tokens is not None and tokens > self.max:
             return [Finding("max_tokens", "max_tokens", 0, len(text), detail=f"{tokens} tokens > {self.max}")]
         return []

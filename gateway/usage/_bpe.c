@@ -110,6 +110,7 @@ static void drop(Heap *h, uint32_t item) {
 }
 
 static int64_t merge_long(const Vocabulary *v, const uint8_t *p, uint32_t n) {
+    if ((size_t)n + 1 > SIZE_MAX / (5 * sizeof(uint32_t))) return -1;  /* only on a 32-bit size_t */
     uint32_t *block = PyMem_RawMalloc(5 * ((size_t)n + 1) * sizeof *block);
     if (!block) return -1;
     Heap h = {block, block + n + 1, block + 2 * ((size_t)n + 1), block + 3 * ((size_t)n + 1),
@@ -295,7 +296,9 @@ static PyObject *Vocabulary_count(Vocabulary *self, PyObject *text) {
     PyObject *utf8 = NULL;
     const uint8_t *s;
     Py_ssize_t n;
-    if (PyUnicode_READY(text) < 0) return NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) return NULL;  /* a no-op, deprecated, from 3.12 */
+#endif
     if (PyUnicode_IS_ASCII(text)) {
         s = PyUnicode_DATA(text);
         n = PyUnicode_GET_LENGTH(text);
@@ -360,6 +363,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "gateway.usage._bpe",
 
 PyMODINIT_FUNC PyInit__bpe(void) {
     init_base64();
+    pretokenize_init();
     if (PyType_Ready(&VocabularyType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;

@@ -11,6 +11,9 @@ enum pattern { PATTERN_CL100K, PATTERN_O200K };
  * start < len. Always > start. */
 size_t next_piece(enum pattern pattern, const uint8_t *text, size_t len, size_t start);
 
+/* Fills the lookup table of the Basic Multilingual Plane; call once before next_piece. */
+void pretokenize_init(void);
+
 /* The Unicode version of the character classes (the regex crate's in tiktoken's wheel). */
 const char *unicode_version(void);
 

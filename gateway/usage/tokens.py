@@ -2,7 +2,7 @@
 
 The counts are tiktoken's (`len(encoding.encode_ordinary(text))`, checked against tiktoken itself by
 tests/usage/test_bpe.py); the C counter holds o200k_base in 4 MB where tiktoken's Rust core takes 46 MB, and counts
-5-10x faster (bench/RESULTS.md).
+4-13x faster on prose and code, 1.2x on CJK (bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -133,6 +133,21 @@ static Space space_run(const uint8_t *s, size_t len, size_t p) {
     return run;
 }
 
+/* \p{N}{1,3}: the number at p, whose first character ends at after_first, and up to two more. */
+static size_t up_to_three_numbers(const uint8_t *s, size_t len, size_t after_first) {
+    size_t end = after_first, next;
+    for (int k = 1; k < 3 && (char_at(s, len, end, &next) & F_N); k++) end = next;
+    return end;
+}
+
+/* ` ?[^\s\p{L}\p{N}]+` and the \r and \n after it ('/' too with `slash`, o200k): its end, or 0 if no match. */
+static size_t punctuation(const uint8_t *s, size_t len, size_t p, int slash) {
+    size_t q = s[p] == ' ' ? p + 1 : p, end = run_of_other(s, len, q);
+    if (end == q) return 0;
+    while (end < len && (s[end] == '\r' || s[end] == '\n' || (slash && s[end] == '/'))) end++;
+    return end;
+}
+
 static size_t o200k_piece(const uint8_t *s, size_t len, size_t p) {
     size_t after_first, end;
     uint8_t f = char_at(s, len, p, &after_first);
@@ -141,17 +156,8 @@ static size_t o200k_piece(const uint8_t *s, size_t len, size_t p) {
     if ((end = o200k_lower_word(s, len, p))) return end;
     if (prefix && (end = o200k_upper_word(s, len, after_first))) return end;
     if ((end = o200k_upper_word(s, len, p))) return end;
-    if (f & F_N) {  /* \p{N}{1,3} */
-        end = after_first;
-        for (int k = 1; k < 3 && (char_at(s, len, end, &after_first) & F_N); k++) end = after_first;
-        return end;
-    }
-    size_t q = s[p] == ' ' ? p + 1 : p;  /* ` ?[^\s\p{L}\p{N}]+[\r\n/]*` */
-    end = run_of_other(s, len, q);
-    if (end > q) {
-        while (end < len && (s[end] == '\r' || s[end] == '\n' || s[end] == '/')) end++;
-        return end;
-    }
+    if (f & F_N) return up_to_three_numbers(s, len, after_first);
+    if ((end = punctuation(s, len, p, 1))) return end;  /* ` ?[^\s\p{L}\p{N}]+[\r\n/]*` */
     if (f & F_S) {
         Space run = space_run(s, len, p);
         if (run.last_crlf_end) return run.last_crlf_end;  /* \s*[\r\n]+ */
@@ -168,17 +174,8 @@ static size_t cl100k_piece(const uint8_t *s, size_t len, size_t p) {
     uint8_t f = char_at(s, len, p, &after_first);
     size_t q = is_word_prefix(f) ? after_first : p;  /* [^\r\n\p{L}\p{N}]?+\p{L}++ */
     if (char_at(s, len, q, &end) & F_L) return run_of(s, len, q, F_L);
-    if (f & F_N) {  /* \p{N}{1,3}+ */
-        end = after_first;
-        for (int k = 1; k < 3 && (char_at(s, len, end, &after_first) & F_N); k++) end = after_first;
-        return end;
-    }
-    q = s[p] == ' ' ? p + 1 : p;  /* ` ?[^\s\p{L}\p{N}]++[\r\n]*+` */
-    end = run_of_other(s, len, q);
-    if (end > q) {
-        while (end < len && (s[end] == '\r' || s[end] == '\n')) end++;
-        return end;
-    }
+    if (f & F_N) return up_to_three_numbers(s, len, after_first);  /* possessive: the same here */
+    if ((end = punctuation(s, len, p, 0))) return end;  /* ` ?[^\s\p{L}\p{N}]++[\r\n]*+` */
     if (f & F_S) {
         Space run = space_run(s, len, p);
         if (run.end == len) return len;  /* \s++$ */

@@ -108,6 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=args.access_log,
             proxy_headers=False,
             server_header=False,
+            http="gateway.httpserver:GatewayHttpProtocol",
         )
     return 0
 

@@ -21,6 +21,7 @@ from pydantic import (
 from gateway.approvals.config import ApprovalsConfig
 from gateway.audit.config import AuditConfig
 from gateway.prompts.config import PromptsConfig
+from gateway.providers.connections import check_headers, parse_origin
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {
@@ -73,6 +74,12 @@ class ModelConfig(_Strict):
             raise ValueError('expected "provider/model", e.g. "openai/gpt-4o-mini" or "fake/echo"')
         return value
 
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)
+        return value
+
     @property
     def provider(self) -> str:
         return self.model.partition("/")[0]
@@ -91,6 +98,8 @@ class ModelConfig(_Strict):
     def _direct_needs_base(self) -> ModelConfig:
         if self.provider != "fake" and self.is_direct and not (self.api_base or DIRECT_PROVIDERS.get(self.provider)):
             raise ValueError(f"api_base is required for provider {self.provider!r} (no default base URL)")
+        if self.provider != "fake" and self.is_direct:
+            parse_origin(self.base_url)  # the direct path connects to it: a bad URL stops startup, not a call
         return self
 
     @property

@@ -17,7 +17,9 @@ OVERHEAD = b"x-gateway-overhead-ms"
 
 
 def new_request_id() -> str:
-    return "req_" + os.urandom(12).hex()
+    """`req_`, the time in milliseconds (12 hex digits), then 64 random bits: unique, and in time order, so the
+    usage table's unique index on request_id grows at its end rather than at a random page per insert."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{os.urandom(8).hex()}"
 
 
 class RequestMiddleware:

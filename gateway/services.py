@@ -37,8 +37,9 @@ from gateway.pipeline.runner import Pipeline
 from gateway.prompts.hook import PromptHook
 from gateway.prompts.registry import PromptRegistry
 from gateway.prompts.store import PromptStore
+from gateway.providers.connections import ConnectionPool
 from gateway.providers.dispatch import Dispatcher
-from gateway.providers.openai_compat import OpenAICompatProvider, create_session
+from gateway.providers.openai_compat import OpenAICompatProvider
 from gateway.providers.registry import ProviderRegistry
 from gateway.storage.db import Database, open_database
 from gateway.telemetry.hook import Telemetry, open_telemetry
@@ -104,6 +105,13 @@ def build_pipeline(services: Services) -> Pipeline:
     return Pipeline(hooks, Dispatcher(backoff_s=services.config.retry_backoff_s))
 
 
+def create_session() -> aiohttp.ClientSession:
+    """The aiohttp client of webhooks and HTTP checks (not of model calls): pooled, no cookie jar, no proxy
+    lookups from the environment."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+
+
 async def open_counters(config: GatewayConfig, stack: AsyncExitStack) -> tuple[Counters, object | None]:
     """In memory for one process; in Redis (shared, atomic) when redis_url is set."""
     if not config.redis_url:
@@ -159,7 +167,9 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         await seed_budgets(db, key_cache, counters)
         http = create_session()
         stack.push_async_callback(http.close)
-        registry = ProviderRegistry(config, direct=OpenAICompatProvider(http))
+        pool = ConnectionPool()
+        stack.push_async_callback(pool.close)
+        registry = ProviderRegistry(config, direct=OpenAICompatProvider(pool))
         tokens = PromptCounter(TokenCounter())
         make_check = functools.partial(build_check, session=lambda: http, count=tokens.prompt)
         policies = PolicyStore(config.policies, make_check)  # a bad policy file stops startup here

@@ -70,6 +70,18 @@ policies: policies/
             "api_base is required for provider 'hosted_vllm'",
         ),
         (
+            "models:\n  - {name: a, model: hosted_vllm/llama, api_base: 'localhost:8000/v1'}\n",
+            "'localhost:8000/v1' is not an http:// or https:// URL",
+        ),
+        (
+            "models:\n  - {name: a, model: openai/x, api_base: 'https://user:pw@example.com/v1'}\n",
+            "holds credentials: put them in api_key or headers",
+        ),
+        (
+            "models:\n  - {name: a, model: openai/x, headers: {x-team: \"a\\r\\nx-admin: 1\"}}\n",
+            "models[0].headers: header 'x-team' holds a line break",
+        ),
+        (
             "models:\n  - {name: a, model: openai/x, api_key: '${NOPE}'}\n",
             "models[0].api_key: environment variable NOPE",
         ),

@@ -1,8 +1,10 @@
-"""The direct path end to end: ASGI app -> aiohttp -> a real fake OpenAI server on 127.0.0.1."""
+"""The direct path end to end: ASGI app -> our connection pool -> a real fake OpenAI server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 
 import httpx
 import orjson
@@ -243,7 +245,11 @@ async def test_every_response_carries_request_id_and_overhead(
         await client.get("/no/such/route"),
     ]
     assert [r.status_code for r in responses] == [502, 401, 200, 200, 404]
-    for r in responses:
-        assert r.headers["x-request-id"].startswith("req_")
+    ids = [r.headers["x-request-id"] for r in responses]
+    for r, request_id in zip(responses, ids, strict=True):
+        assert re.fullmatch(r"req_[0-9a-f]{28}", request_id), request_id
         assert float(r.headers["x-gateway-overhead-ms"]) >= 0
-    assert len({r.headers["x-request-id"] for r in responses}) == 5
+    assert len(set(ids)) == 5
+    # Time first (milliseconds), so ids sort in arrival order and the usage table's index grows at its end.
+    assert [i[4:16] for i in ids] == sorted(i[4:16] for i in ids)
+    assert abs(int(ids[-1][4:16], 16) / 1000 - time.time()) < 60

@@ -21,7 +21,7 @@ from pydantic import (
 from gateway.approvals.config import ApprovalsConfig
 from gateway.audit.config import AuditConfig
 from gateway.prompts.config import PromptsConfig
-from gateway.providers.connections import check_headers, parse_origin
+from gateway.providers.endpoints import check_headers, parse_origin
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {

@@ -78,7 +78,7 @@ policies: policies/
             "holds credentials: put them in api_key or headers",
         ),
         (
-            "models:\n  - {name: a, model: openai/x, headers: {x-team: \"a\\r\\nx-admin: 1\"}}\n",
+            'models:\n  - {name: a, model: openai/x, headers: {x-team: "a\\r\\nx-admin: 1"}}\n',
             "models[0].headers: header 'x-team' holds a line break",
         ),
         (

@@ -13,6 +13,7 @@ from gateway.pipeline.context import CallContext, Principal
 from gateway.pipeline.hooks import BaseHook
 
 MASTER = Principal(key_id=None, name="master", role="admin")
+CACHE_SIZE = 4096
 
 
 class Authenticator:
@@ -21,6 +22,10 @@ class Authenticator:
     def __init__(self, master_key: str | None, keys: KeyCache | None = None) -> None:
         self._master = master_key.encode() if master_key else None
         self.keys = keys
+        # Per-request work done once per key: the token's hash, and the Principal built from the cached entry
+        # (rebuilt when the cache holds a new entry for the hash: a reload, a revocation). Bounded: cleared when full.
+        self._hashes: dict[str, str] = {}
+        self._principals: dict[str, Principal] = {}
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Raises AuthenticationFailed (401) for a missing, malformed, unknown, revoked or expired key."""
@@ -32,15 +37,26 @@ class Authenticator:
             raise AuthenticationFailed("Malformed Authorization header; expected 'Bearer YOUR_KEY'.")
         if self._master is not None and hmac.compare_digest(token.encode(), self._master):
             return MASTER
-        entry = self.keys.get(hash_key(token)) if self.keys is not None else None
+        key_hash = self._hashes.get(token) or hash_key(token)
+        entry = self.keys.get(key_hash) if self.keys is not None else None
         if entry is None:
             raise AuthenticationFailed(f"Incorrect API key provided: {redact(token)}.")
+        if token not in self._hashes:
+            if len(self._hashes) >= CACHE_SIZE:
+                self._hashes.clear()
+            self._hashes[token] = key_hash
         if entry.revoked:
             raise AuthenticationFailed(f"The API key {entry.prefix}… was revoked.", code="key_revoked")
         if entry.expires_at is not None and time.time() >= entry.expires_at:
             when = datetime.fromtimestamp(entry.expires_at, UTC).isoformat()
             raise AuthenticationFailed(f"The API key {entry.prefix}… expired at {when}.", code="key_expired")
-        return Principal(key_id=entry.id, name=entry.name, role=entry.role, team_id=entry.team_id, key=entry)
+        principal = self._principals.get(key_hash)
+        if principal is None or principal.key is not entry:
+            if len(self._principals) >= CACHE_SIZE:
+                self._principals.clear()
+            principal = Principal(key_id=entry.id, name=entry.name, role=entry.role, team_id=entry.team_id, key=entry)
+            self._principals[key_hash] = principal
+        return principal
 
 
 def require_role(principal: Principal, *roles: str) -> None:

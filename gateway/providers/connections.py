@@ -10,86 +10,22 @@ httptools (llhttp, Node's parser), already installed with uvicorn; aiohttp stays
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from collections.abc import AsyncIterator, Callable
 
 import httptools
 
-from gateway import __version__
+from gateway.providers.endpoints import Endpoint, Origin
 
 KEEPALIVE_S = 30.0  # idle connections older than this are closed, not reused
 PAUSE_ABOVE = 256 * 1024  # a stream read slower than the upstream writes stops reading the socket above this
 DRAIN_S = 1.0  # a stream left after its last event may finish its body within this and keep its connection
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class UpstreamConnectionError(Exception):
     """The upstream could not be reached or broke the HTTP exchange; the message says how."""
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    scheme: str
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One URL with its fixed headers, rendered once: the request head up to the Content-Length value."""
-
-    origin: Origin
-    head: bytes
-
-    def request(self, body: bytes) -> bytes:
-        return b"".join((self.head, b"%d\r\n\r\n" % len(body), body))
-
-
-def parse_origin(url: str) -> tuple[Origin, str]:
-    """(origin, path) of an http(s) URL; ValueError names what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme not in _DEFAULT_PORTS:
-        raise ValueError(f"{url!r} is not an http:// or https:// URL")
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise ValueError(f"{url!r} has an invalid port") from exc
-    if not host:
-        raise ValueError(f"{url!r} names no host")
-    if parts.username or parts.password:
-        raise ValueError(f"{url!r} holds credentials: put them in api_key or headers, not in the URL")
-    path = parts.path or "/"
-    return Origin(parts.scheme, host, port or _DEFAULT_PORTS[parts.scheme]), path + (
-        f"?{parts.query}" * bool(parts.query)
-    )
-
-
-def check_headers(headers: Mapping[str, str]) -> None:
-    """ValueError for a header that cannot be sent as written (a bad name, or a line break in a value)."""
-    for name, value in headers.items():
-        if not _TOKEN.fullmatch(name):
-            raise ValueError(f"header name {name!r} is not a valid HTTP token")
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise ValueError(f"header {name!r} holds a line break or NUL")
-
-
-def make_endpoint(url: str, headers: Mapping[str, str]) -> Endpoint:
-    """A POST endpoint sending `headers` (plus Host, Content-Length, User-Agent) on every request."""
-    origin, path = parse_origin(url)
-    check_headers(headers)
-    host = f"[{origin.host}]" if ":" in origin.host else origin.host
-    if origin.port != _DEFAULT_PORTS[origin.scheme]:
-        host += f":{origin.port}"
-    fixed = {"host": host, "user-agent": f"llm-gateway/{__version__}", "accept-encoding": "identity"}
-    fixed.update({name.lower(): value for name, value in headers.items() if name.lower() != "content-length"})
-    lines = [f"POST {path} HTTP/1.1"] + [f"{name}: {value}" for name, value in fixed.items()] + ["content-length: "]
-    return Endpoint(origin, "\r\n".join(lines).encode("latin-1", "replace"))
 
 
 class Connection(asyncio.Protocol):
@@ -228,6 +164,8 @@ class Connection(asyncio.Protocol):
             self.abort(UpstreamConnectionError("the upstream switched protocols; only HTTP/1.1 is supported"))
         except httptools.HttpParserError as exc:
             self.abort(UpstreamConnectionError(f"the upstream sent an invalid HTTP response ({exc})"))
+            if self.complete:
+                self.abort()  # the answer in hand stands; the bytes after it make the connection unusable
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -242,6 +180,10 @@ class Connection(asyncio.Protocol):
         self._fail(UpstreamConnectionError(f"the upstream closed the connection before a complete response{detail}"))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second response in the same read: stop parsing, keep the first, drop the socket
+            raise UpstreamConnectionError("the upstream sent a response nobody asked for")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
@@ -370,6 +312,8 @@ class ConnectionPool:
                 _, conn = await loop.create_connection(
                     lambda: Connection(loop, origin), origin.host, origin.port, ssl=context
                 )
+        except TimeoutError:
+            raise  # an OSError too, but the caller's timeout: not a connection failure
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError)
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise UpstreamConnectionError(f"could not connect to {origin.host}:{origin.port}: {reason}") from exc
@@ -432,6 +376,7 @@ class StreamResponse:
         self.headers = conn.headers
         self._pool = pool
         self._conn = conn
+        self._closed = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they come; raises TimeoutError or UpstreamConnectionError if the upstream stalls or
@@ -451,8 +396,12 @@ class StreamResponse:
         return b"".join([chunk async for chunk in self.chunks()])
 
     def close(self) -> None:
-        """Called before the body's end (a stream ends at its last event, before the chunked body's terminator may
-        have come), the connection drains the rest in the background and is reused if it finishes soon."""
+        """Once only; later calls do nothing. Called before the body's end (a stream ends at its last event, before
+        the chunked body's terminator may have come), the connection drains the rest in the background and is
+        reused if it finishes soon."""
+        if self._closed:
+            return
+        self._closed = True
         conn = self._conn
         if conn.error is None and not conn.complete and not conn.closed:
             conn.drain(self._pool._finish)

@@ -17,7 +17,8 @@ from gateway.config import ModelConfig
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.pipeline.context import JSONObject, Operation
 from gateway.providers.base import DONE_EVENT, Reply, error_for_status, parse_reply, upstream_message
-from gateway.providers.connections import ConnectionPool, Endpoint, UpstreamConnectionError, make_endpoint
+from gateway.providers.connections import ConnectionPool, UpstreamConnectionError
+from gateway.providers.endpoints import Endpoint, make_endpoint
 
 PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",

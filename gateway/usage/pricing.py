@@ -56,8 +56,8 @@ def usage_from_response(data: Mapping[str, object]) -> Usage | None:
     and `cache_creation_input_tokens`, which litellm already includes in `prompt_tokens`. Returns None when
     usage is absent, not a count, negative, or inconsistent (cached + cache writes above the prompt).
     """
-    usage = data.get("usage") if isinstance(data, Mapping) else None
-    if not isinstance(usage, Mapping):
+    usage = data.get("usage") if type(data) is dict or isinstance(data, Mapping) else None
+    if not (type(usage) is dict or isinstance(usage, Mapping)):  # `type is dict` first: an ABC check is slow
         return None
     prompt = _count(usage, "prompt_tokens", "input_tokens")
     completion = _count(usage, "completion_tokens", "output_tokens")
@@ -96,7 +96,7 @@ def _count(data: Mapping[str, object] | None, *keys: str) -> int | None:
 def _mapping(data: Mapping[str, object], *keys: str) -> Mapping[str, object] | None:
     for key in keys:
         value = data.get(key)
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):
             return value
     return None
 

@@ -136,6 +136,8 @@ class WindowState(NamedTuple):
 
 def rate_decision(windows: Sequence[WindowState], now_ts: float) -> RateDecision:
     """Builds the decision and its header values from every scope's window (shared by both stores)."""
+    if len(windows) == 1 and windows[0].wait_s is None:  # one scope (most keys), admitted: the same, faster
+        return _decision(True, None, windows[0], windows[0], now_ts, None)
     refused = [w for w in windows if w.wait_s is not None]
     if refused:
         binding = max(refused, key=lambda w: w.wait_s or 0.0)

@@ -129,10 +129,13 @@ class GuardrailEngine:
         decisions: list[Decision] = []
         blocked: list[CompiledGuardrail] = []
         changed = False
+        texts = [container[key] for container, key in slots]  # type: ignore[index]
         for guardrail in guardrails:
-            texts = [container[key] for container, key in slots]  # type: ignore[index]
             try:
-                findings = await self.scan(guardrail, texts, ctx)
+                if guardrail.is_context:
+                    findings = await self.scan_context(guardrail, texts, ctx)
+                else:  # most checks are plain functions: no coroutine per guardrail
+                    findings = [guardrail.check.scan(text) for text in texts]  # type: ignore[union-attr]
             except Exception as exc:  # a check that fails blocks: fail closed
                 log.warning("guardrail %s failed; blocking: %s", guardrail.id, exc)
                 decision = Decision(
@@ -154,9 +157,9 @@ class GuardrailEngine:
             if guardrail.action == "block":
                 blocked.append(guardrail)
             elif guardrail.action == "redact":
-                for (container, key), per_text in zip(slots, findings, strict=True):
+                for i, ((container, key), per_text) in enumerate(zip(slots, findings, strict=True)):
                     if per_text:
-                        container[key] = redact(container[key], per_text)  # type: ignore[index]
+                        container[key] = texts[i] = redact(texts[i], per_text)  # type: ignore[index]
                         changed = True
         self.record(ctx, decisions)
         if blocked:
@@ -168,13 +171,12 @@ class GuardrailEngine:
             )
         return changed
 
-    async def scan(self, guardrail: CompiledGuardrail, texts: list[str], ctx: CallContext) -> list[list[Finding]]:
-        check = guardrail.check
-        if guardrail.is_context:
-            joined = "\n".join(texts)
-            found = await check.scan_context(joined, ctx)  # type: ignore[union-attr]
-            return [found] + [[] for _ in texts[1:]] if texts else [found]
-        return [check.scan(text) for text in texts]  # type: ignore[union-attr]
+    async def scan_context(
+        self, guardrail: CompiledGuardrail, texts: list[str], ctx: CallContext
+    ) -> list[list[Finding]]:
+        """A check that needs the whole call (an HTTP check, an LLM judge) sees the texts joined, once."""
+        found = await guardrail.check.scan_context("\n".join(texts), ctx)  # type: ignore[union-attr]
+        return [found] + [[] for _ in texts[1:]] if texts else [found]
 
     def record(self, ctx: CallContext, decisions: list[Decision]) -> None:
         if not decisions:

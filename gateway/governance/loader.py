@@ -73,6 +73,10 @@ class PolicySet:
     sha256: str
     files: tuple[str, ...]
     _cache: dict[tuple[object, ...], dict[str, tuple[CompiledGuardrail, ...]]] = field(default_factory=dict)
+    empty: bool = field(init=False)  # no guardrail and no tool rule: the stages skip all their work
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "empty", not any(policy.guardrails or policy.tools for policy in self.policies))
 
     def guardrails_for(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None],
                        model: str, route: str) -> dict[str, tuple[CompiledGuardrail, ...]]:  # fmt: skip
@@ -105,10 +109,6 @@ class PolicySet:
             if len(self._cache) < 10_000:
                 self._cache[cache_key] = found  # type: ignore[assignment]
         return found  # type: ignore[return-value]
-
-    @property
-    def empty(self) -> bool:
-        return not any(policy.guardrails or policy.tools for policy in self.policies)
 
 
 EMPTY = PolicySet(policies=(), sha256=hashlib.sha256(b"").hexdigest(), files=())

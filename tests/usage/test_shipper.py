@@ -139,6 +139,25 @@ async def test_shipper_flush_inserts_each_request_once(db: Database, spool: Usag
     assert third.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
+async def test_shipper_stores_a_record_exactly_as_the_orm_does(db: Database, spool: UsageSpool) -> None:
+    decisions = [{"rule": "pii-input", "stage": "input", "action": "redact", "kinds": ["email"]}]
+    line = record("req_shipped", decisions=decisions, stream=True, created_at="2026-03-04T05:06:07.123456+02:00")
+    spool.append(line)
+    assert await UsageShipper(db, spool).flush() == 1
+    orm = dict(line, request_id="req_orm", created_at=datetime(2026, 3, 4, 3, 6, 7, 123456, tzinfo=UTC))
+    orm["cost_usd"] = orm["cost_nanos"] / 1e9
+    async with db.session() as session:
+        session.add(UsageRecord(**orm))
+        await session.commit()
+    columns = [c for c in UsageRecord.__table__.columns.keys() if c not in ("id", "request_id")]  # type: ignore[attr-defined]
+    async with db.engine.connect() as connection:  # the values as the database holds them, no ORM in between
+        rows = (
+            await connection.exec_driver_sql(f"SELECT {', '.join(columns)} FROM usage_records ORDER BY request_id")
+        ).all()
+    assert len(rows) == 2 and rows[0] == rows[1]
+    assert (await stored(db))[1].decisions == decisions
+
+
 async def test_shipper_flush_ships_only_complete_lines(db: Database, spool: UsageSpool) -> None:
     shipper = UsageShipper(db, spool)
     line = orjson.dumps(record("req_2")) + b"\n"

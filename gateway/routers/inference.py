@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
 from fastapi import APIRouter, Request
@@ -29,16 +29,28 @@ WATCH_AFTER_S = 0.05  # a call still running after this watches for its client l
 
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
-    """The inference endpoints as a bare ASGI app (GatewayApp's fast lane): same relay, same error bodies."""
-    request = Request(scope, receive)
+    """The inference endpoints as a bare ASGI app (GatewayApp's fast lane): same pipeline, same error bodies.
+    A JSON answer goes out as two raw ASGI messages: Starlette's Request and Response cost ~9 µs per call."""
     try:
-        response = await relay(request, FAST_PATHS[scope["path"]])
+        ctx, result = await answer(scope, receive, FAST_PATHS[scope["path"]])
     except GatewayError as exc:
         response = error_response(exc)
     except Exception:  # rendered here as errors.py renders it for FastAPI routes
         request_id = scope["state"]["request_id"]
         log.exception("unhandled error in request %s", request_id)
         response = error_response(internal_error(request_id))
+    else:
+        if isinstance(result, Reply):
+            headers = [(b"content-length", b"%d" % len(result.body)), (b"content-type", b"application/json")]
+            headers += [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer_headers(ctx)
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": result.body})
+            return
+        response = StreamingResponse(
+            result, media_type="text/event-stream", headers={**STREAM_HEADERS, **dict(answer_headers(ctx))}
+        )
     await response(scope, receive, send)
 
 
@@ -58,27 +70,57 @@ async def embeddings(request: Request) -> Response:
 
 
 async def relay(request: Request, operation: Operation) -> Response:
-    """Body in, pipeline, body out: the JSON reply as the upstream's bytes, or the SSE stream."""
-    ctx = CallContext(
-        request_id=request.scope["state"]["request_id"],
-        operation=operation,
-        raw=await request.body(),
-        authorization=request.headers.get("authorization"),
-    )
-    try:
-        result = await until_disconnect(request, request.app.state.services.pipeline.run(ctx))
-    except GatewayError as exc:
-        exc.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
-        raise
-    headers = {OVERHEAD_HEADER: f"{ctx.overhead_ms():.3f}"}
-    if ctx.response_headers:
-        headers.update(ctx.response_headers)
+    """The same call as a FastAPI route returns it (these routes document the API; POSTs take the fast lane)."""
+    ctx, result = await answer(request.scope, request.receive, operation)
+    headers = dict(answer_headers(ctx))
     if isinstance(result, Reply):
         return Response(result.body, media_type="application/json", headers=headers)
     return StreamingResponse(result, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})
 
 
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+async def answer(
+    scope: Scope, receive: Receive, operation: Operation
+) -> tuple[CallContext, Reply | AsyncIterator[bytes]]:
+    """Body in, pipeline: the upstream's JSON reply, or the SSE stream. GatewayErrors carry the overhead header."""
+    authorization = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+            break
+    ctx = CallContext(
+        request_id=scope["state"]["request_id"],
+        operation=operation,
+        raw=await read_body(receive),
+        authorization=authorization,
+    )
+    try:
+        result = await until_disconnect(receive, scope["app"].state.services.pipeline.run(ctx))
+    except GatewayError as exc:
+        exc.headers[OVERHEAD_HEADER] = f"{ctx.overhead_ms():.3f}"
+        raise
+    return ctx, result
+
+
+def answer_headers(ctx: CallContext) -> list[tuple[str, str]]:
+    headers = [(OVERHEAD_HEADER, f"{ctx.overhead_ms():.3f}")]
+    if ctx.response_headers:
+        headers += ctx.response_headers.items()
+    return headers
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body (the middleware has already refused one over the size limit)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("The client closed the connection before sending the whole request.")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Awaits work, cancelling it (and so its upstream request) if the client disconnects meanwhile.
 
     The watch starts only once the work has taken WATCH_AFTER_S: most calls finish first and never create its
@@ -93,7 +135,7 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
     async def watch() -> None:
         nonlocal gone
-        while (await request.receive())["type"] != "http.disconnect":
+        while (await receive())["type"] != "http.disconnect":
             pass
         gone = True
         current.cancel()

@@ -45,6 +45,7 @@ REJECTED_FILE = "rejected-usage.jsonl"  # outside the spool's glob: never shippe
 ROTATE_BYTES = 8 * 1024 * 1024
 LEFTOVER_SCAN_S = 60.0  # run() also ships the files of sibling processes that died since startup
 _PARSE_SLICE = 64  # spool lines parsed between two yields to the event loop
+_PAGE_ROWS = 64  # rows per executemany, converted between two yields to the event loop
 # ~400 usage lines: a chunk's parsed rows are ~1 MB; 4 MiB chunks peaked at 30 MB of dicts under load.
 _READ_CHUNK_BYTES = 256 * 1024
 # Bad data, not an outage: retrying the same batch would fail forever, so its rows go one by one instead.
@@ -256,10 +257,14 @@ class UsageShipper:
         return _row(line)
 
     async def _execute(self, rows: Sequence[dict[str, object]]) -> int:
-        insert = self._insert
+        insert, inserted = self._insert, 0
         async with self._db.engine.begin() as connection:
-            result = await connection.exec_driver_sql(insert.sql, [insert.params(row) for row in rows])
-        return max(result.rowcount, 0)
+            # Pages of _PAGE_ROWS: converting a row takes ~3 µs on the event loop (and the driver binds it with
+            # the GIL held), so a 1,000-row batch at once held requests up for ~3 ms (added p99 at one client).
+            for start in range(0, len(rows), _PAGE_ROWS):
+                page = [insert.params(row) for row in rows[start : start + _PAGE_ROWS]]
+                inserted += max((await connection.exec_driver_sql(insert.sql, page)).rowcount, 0)
+        return inserted
 
     def _reject(self, line: bytes, reason: str) -> None:
         path = self._spool.directory / f"rejected-{self._spool.prefix}.jsonl"  # REJECTED_FILE for usage

@@ -100,6 +100,11 @@ class ModelConfig(_Strict):
             raise ValueError(f"api_base is required for provider {self.provider!r} (no default base URL)")
         if self.provider != "fake" and self.is_direct:
             parse_origin(self.base_url)  # the direct path connects to it: a bad URL stops startup, not a call
+        if self.api_key is not None:  # sent as a header: a stray newline from a secrets file stops startup too
+            try:
+                check_headers({"authorization": f"Bearer {self.api_key.get_secret_value()}"})
+            except ValueError as exc:
+                raise ValueError(f"api_key cannot be sent as written: {exc}") from None
         return self
 
     @property

@@ -57,6 +57,10 @@ class HeadHoldingTransport:
         self.flush()
         self._transport.close()
 
+    def abort(self) -> None:
+        self._held = None  # dropped with the rest of the unsent bytes, as abort() does
+        self._transport.abort()
+
     def __getattr__(self, name: str) -> object:
         return getattr(self._transport, name)
 

@@ -82,6 +82,10 @@ policies: policies/
             "models[0].headers: header 'x-team' holds a line break",
         ),
         (
+            'models:\n  - {name: a, model: openai/x, api_key: "sk-1\\n"}\n',
+            "api_key cannot be sent as written: header 'authorization' holds a line break",
+        ),
+        (
             "models:\n  - {name: a, model: openai/x, api_key: '${NOPE}'}\n",
             "models[0].api_key: environment variable NOPE",
         ),

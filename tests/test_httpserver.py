@@ -68,6 +68,17 @@ async def test_head_holding_transport_flushes_before_close_and_keeps_order() -> 
     assert inner.closed
 
 
+async def test_head_holding_transport_abort_drops_a_held_head() -> None:
+    inner = RecordingTransport()
+    aborted: list[bool] = []
+    inner.abort = lambda: aborted.append(True)  # type: ignore[attr-defined]
+    transport = HeadHoldingTransport(inner, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(HEAD)
+    transport.abort()
+    await asyncio.sleep(0)  # the end-of-turn flush finds nothing: no write after an abort
+    assert (inner.writes, aborted) == ([], [True])
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return

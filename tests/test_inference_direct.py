@@ -152,6 +152,18 @@ async def test_upstream_garbage_is_502(client: httpx.AsyncClient, upstream: Fake
     assert "not a JSON object" in r.json()["error"]["message"]
 
 
+async def test_upstream_redirect_is_502_naming_where_it_points(
+    client: httpx.AsyncClient, upstream: FakeUpstream
+) -> None:
+    upstream.script(Reply(status=307, raw=b"", headers={"location": "https://api.example.com/v2/chat/completions"}))
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test"))
+    assert r.status_code == 502
+    message = r.json()["error"]["message"]
+    assert "answered 307, a redirect to https://api.example.com/v2/chat/completions" in message
+    assert "set api_base" in message
+    assert len(upstream.requests) == 1  # a redirect is configuration, not a failure worth retrying
+
+
 async def test_upstream_timeout_is_504(make_config: MakeConfig, upstream: FakeUpstream) -> None:
     from gateway.app import create_app
 

@@ -22,10 +22,23 @@ from gateway.providers.endpoints import Endpoint, Origin
 KEEPALIVE_S = 30.0  # idle connections older than this are closed, not reused
 PAUSE_ABOVE = 256 * 1024  # a stream read slower than the upstream writes stops reading the socket above this
 DRAIN_S = 1.0  # a stream left after its last event may finish its body within this and keep its connection
+# A reused connection closed this soon after the request was written, before any byte of the answer, was closed
+# by the upstream while idle (its keep-alive timeout racing our reuse): the request is sent once more on a new
+# connection. Later, the upstream may have read and started on the request: a POST is never replayed then.
+RESEND_WITHIN_S = 0.25
+MAX_HEADER_BYTES = 64 * 1024  # an answer's status line and headers; more is not an HTTP API answering
 
 
 class UpstreamConnectionError(Exception):
-    """The upstream could not be reached or broke the HTTP exchange; the message says how."""
+    """The upstream could not be reached (`reached` False) or broke the HTTP exchange; the message says how."""
+
+    def __init__(self, message: str, *, reached: bool = True) -> None:
+        super().__init__(message)
+        self.reached = reached
+
+
+class UpstreamProtocolError(UpstreamConnectionError):
+    """The upstream answered something that is not usable HTTP/1.1: asking again would get the same."""
 
 
 class Connection(asyncio.Protocol):
@@ -60,6 +73,9 @@ class Connection(asyncio.Protocol):
         self.keep_alive = False
         self.until_close = False
         self.error: BaseException | None = None
+        self.header_bytes = 0
+        self.sent_at = 0.0
+        self.lost_at = 0.0
         self.draining = False
         self._decoder: zlib._Decompress | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -68,7 +84,7 @@ class Connection(asyncio.Protocol):
         assert self.transport is not None
         self._begin(stream=stream)
         self.in_flight = True
-        self.last_data = self.loop.time()
+        self.last_data = self.sent_at = self.loop.time()
         self._wake = wake = self.loop.create_future()
         self.transport.write(data)
         return wake
@@ -161,9 +177,9 @@ class Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.abort(UpstreamConnectionError("the upstream switched protocols; only HTTP/1.1 is supported"))
+            self.abort(UpstreamProtocolError("the upstream switched protocols; only HTTP/1.1 is supported"))
         except httptools.HttpParserError as exc:
-            self.abort(UpstreamConnectionError(f"the upstream sent an invalid HTTP response ({exc})"))
+            self.abort(UpstreamProtocolError(f"the upstream sent an invalid HTTP response ({exc})"))
             if self.complete:
                 self.abort()  # the answer in hand stands; the bytes after it make the connection unusable
 
@@ -172,19 +188,23 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost_at = self.loop.time()
         if self.in_flight and not self.complete and self.headers_done and self.until_close and self.error is None:
-            self.complete = True  # a body delimited by the end of the connection
-            self._settle()
-            return
+            if exc is None:  # a body delimited by the end of the connection (a reset truncates it: failure below)
+                self._end_message(keep_alive=False)
+                return
         detail = f": {exc}" if exc else ""
         self._fail(UpstreamConnectionError(f"the upstream closed the connection before a complete response{detail}"))
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         if self.complete:  # a second response in the same read: stop parsing, keep the first, drop the socket
-            raise UpstreamConnectionError("the upstream sent a response nobody asked for")
+            raise UpstreamProtocolError("the upstream sent a response nobody asked for")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value)
+        if self.header_bytes > MAX_HEADER_BYTES:
+            raise UpstreamProtocolError(f"the upstream's response headers exceed {MAX_HEADER_BYTES} bytes")
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
@@ -200,7 +220,7 @@ class Connection(asyncio.Protocol):
         if encoding in ("gzip", "x-gzip", "deflate"):
             self._decoder = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip or zlib header, detected
         elif encoding != "identity":
-            self.abort(UpstreamConnectionError(f"the upstream answered with content-encoding {encoding!r}"))
+            self.abort(UpstreamProtocolError(f"the upstream answered with content-encoding {encoding!r}"))
             return
         self.headers_done = True
         if self.stream:
@@ -213,7 +233,7 @@ class Connection(asyncio.Protocol):
             try:
                 body = self._decoder.decompress(body)
             except zlib.error as exc:
-                self.abort(UpstreamConnectionError(f"the upstream's compressed body is corrupt ({exc})"))
+                self.abort(UpstreamProtocolError(f"the upstream's compressed body is corrupt ({exc})"))
                 return
         self.chunks.append(body)
         self.buffered += len(body)
@@ -227,10 +247,18 @@ class Connection(asyncio.Protocol):
         if not self.headers_done:
             self.headers.clear()  # the 1xx response ended; read the next one
             return
-        if self._decoder is not None:
-            self.chunks.append(self._decoder.flush())
+        self._end_message(keep_alive=self.parser.should_keep_alive())
+
+    def _end_message(self, *, keep_alive: bool) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            if not self.draining:
+                self.chunks.append(decoder.flush())
+            if not decoder.eof:
+                self.abort(UpstreamProtocolError("the upstream's compressed body ends before its end"))
+                return
         self.complete = True
-        self.keep_alive = self.parser.should_keep_alive()
+        self.keep_alive = keep_alive
         self._settle()
 
 
@@ -277,8 +305,9 @@ class ConnectionPool:
         idle_s: float | None = None,
     ) -> Connection:
         data = endpoint.request(body)
+        resent = False
         while True:
-            conn = await self._acquire(endpoint.origin, loop, deadline)
+            conn = await self._acquire(endpoint.origin, loop, deadline, reuse=not resent)
             wake = conn.send(data, stream=stream)
             conn.arm(deadline, idle_s=idle_s)
             try:
@@ -291,11 +320,24 @@ class ConnectionPool:
                     conn.disarm()
                 return conn
             self._discard(conn)
-            if not (conn.reused and not conn.received and isinstance(conn.error, UpstreamConnectionError)):
+            if resent or not self._closed_while_idle(conn):
                 raise conn.error
+            resent = True
 
-    async def _acquire(self, origin: Origin, loop: asyncio.AbstractEventLoop, deadline: float) -> Connection:
-        idle = self._idle.get(origin)
+    @staticmethod
+    def _closed_while_idle(conn: Connection) -> bool:
+        """The upstream closed a reused connection before reading the request (see RESEND_WITHIN_S)."""
+        return (
+            conn.reused
+            and not conn.received
+            and type(conn.error) is UpstreamConnectionError
+            and conn.lost_at - conn.sent_at < RESEND_WITHIN_S
+        )
+
+    async def _acquire(
+        self, origin: Origin, loop: asyncio.AbstractEventLoop, deadline: float, *, reuse: bool = True
+    ) -> Connection:
+        idle = self._idle.get(origin) if reuse else None
         while idle:
             conn = idle.pop()
             if not conn.closed and loop.time() - conn.idle_since < self.keepalive_s:
@@ -303,7 +345,7 @@ class ConnectionPool:
                 return conn
             self._discard(conn)
         if self._closed:
-            raise UpstreamConnectionError("the gateway is shutting down")
+            raise UpstreamConnectionError("the gateway is shutting down", reached=False)
         context = None
         if origin.scheme == "https":
             context = self._ssl = self._ssl or ssl.create_default_context()
@@ -316,7 +358,8 @@ class ConnectionPool:
             raise  # an OSError too, but the caller's timeout: not a connection failure
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS (SSLError)
             reason = exc.strerror or str(exc) or type(exc).__name__
-            raise UpstreamConnectionError(f"could not connect to {origin.host}:{origin.port}: {reason}") from exc
+            message = f"could not connect to {origin.host}:{origin.port}: {reason}"
+            raise UpstreamConnectionError(message, reached=False) from exc
         self._open.add(conn)
         return conn
 
@@ -332,6 +375,7 @@ class ConnectionPool:
         if not conn.keep_alive or conn.closed or self._closed:
             self._discard(conn)
             return
+        conn.take()  # nothing left over, and reading again if a slow stream reader had paused it
         conn.in_flight = False
         conn.idle_since = conn.loop.time()
         self._idle.setdefault(conn.origin, []).append(conn)
@@ -395,15 +439,16 @@ class StreamResponse:
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self.chunks()])
 
-    def close(self) -> None:
-        """Once only; later calls do nothing. Called before the body's end (a stream ends at its last event, before
-        the chunked body's terminator may have come), the connection drains the rest in the background and is
-        reused if it finishes soon."""
+    def close(self, *, reuse: bool = True) -> None:
+        """Once only; later calls do nothing. With `reuse`, a body not read to its end (a stream ends at its last
+        event, before the chunked body's terminator may have come) is drained in the background and the connection
+        reused if that ends soon; without it (the reader gave up: a client left, a guardrail blocked) the
+        connection is closed at once, which tells the upstream to stop generating."""
         if self._closed:
             return
         self._closed = True
         conn = self._conn
-        if conn.error is None and not conn.complete and not conn.closed:
+        if reuse and conn.error is None and not conn.complete and not conn.closed:
             conn.drain(self._pool._finish)
         else:
             self._pool._finish(conn)
@@ -411,5 +456,5 @@ class StreamResponse:
     async def __aenter__(self) -> StreamResponse:
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        self.close(reuse=exc_type is None)

@@ -12,6 +12,7 @@ from gateway import __version__
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_FRAMING = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade", "trailer"})
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept; anything else (a space) is percent-encoded
 
 
@@ -56,22 +57,30 @@ def parse_origin(url: str) -> tuple[Origin, str]:
 
 
 def check_headers(headers: Mapping[str, str]) -> None:
-    """ValueError for a header that cannot be sent as written (a bad name, or a line break in a value)."""
+    """ValueError for a header that cannot be sent as written: a bad name, a line break or a character outside
+    Latin-1 in a value, or a header that would change the connection's framing (the gateway sets those)."""
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"header name {name!r} is not a valid HTTP token")
+        if name.lower() in _FRAMING:
+            raise ValueError(f"header {name!r} is set by the gateway itself; remove it")
         if "\r" in value or "\n" in value or "\0" in value:
             raise ValueError(f"header {name!r} holds a line break or NUL")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"header {name!r} holds characters outside Latin-1; percent-encode them") from None
 
 
 def make_endpoint(url: str, headers: Mapping[str, str]) -> Endpoint:
     """A POST endpoint sending `headers` (plus Host, Content-Length, User-Agent) on every request."""
     origin, path = parse_origin(url)
     check_headers(headers)
-    host = f"[{origin.host}]" if ":" in origin.host else origin.host
+    name = origin.host if origin.host.isascii() else origin.host.encode("idna").decode("ascii")
+    host = f"[{name}]" if ":" in name else name
     if origin.port != _DEFAULT_PORTS[origin.scheme]:
         host += f":{origin.port}"
     fixed = {"host": host, "user-agent": f"llm-gateway/{__version__}", "accept-encoding": "identity"}
-    fixed.update({name.lower(): value for name, value in headers.items() if name.lower() != "content-length"})
+    fixed.update({name.lower(): value for name, value in headers.items()})
     lines = [f"POST {path} HTTP/1.1"] + [f"{name}: {value}" for name, value in fixed.items()] + ["content-length: "]
-    return Endpoint(origin, "\r\n".join(lines).encode("latin-1", "replace"))
+    return Endpoint(origin, "\r\n".join(lines).encode("latin-1"))

@@ -17,7 +17,7 @@ from gateway.config import ModelConfig
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
 from gateway.pipeline.context import JSONObject, Operation
 from gateway.providers.base import DONE_EVENT, Reply, error_for_status, parse_reply, upstream_message
-from gateway.providers.connections import ConnectionPool, UpstreamConnectionError
+from gateway.providers.connections import ConnectionPool, UpstreamConnectionError, UpstreamProtocolError
 from gateway.providers.endpoints import Endpoint, make_endpoint
 
 PATHS: dict[Operation, str] = {
@@ -55,7 +55,7 @@ class OpenAICompatProvider:
         except UpstreamConnectionError as exc:
             raise connection_error(model, exc) from exc
         if status >= 300:
-            raise error_for_status(status, upstream_message(raw), model, retry_after=headers.get("retry-after"))
+            raise status_error(status, headers, raw, model)
         return parse_reply(raw, model)
 
     async def stream(self, op: Operation, model: ModelConfig, body: JSONObject) -> AsyncIterator[bytes]:
@@ -67,10 +67,7 @@ class OpenAICompatProvider:
             opened = True
             async with response:
                 if response.status >= 300:
-                    message = upstream_message(await response.read())
-                    raise error_for_status(
-                        response.status, message, model, retry_after=response.headers.get("retry-after")
-                    )
+                    raise status_error(response.status, response.headers, await response.read(), model)
                 content_type = response.headers.get("content-type", "").lower()
                 if not content_type.startswith("text/event-stream"):
                     raise UpstreamError(
@@ -139,6 +136,23 @@ def canonical_event(event: bytes) -> bytes:
     return b"data: " + b" ".join(lines) + b"\n\n" if lines else event
 
 
+def status_error(status: int, headers: dict[str, str], raw: bytes, model: ModelConfig) -> GatewayError:
+    if status < 400:  # aiohttp followed redirects; a model API that redirects POSTs is misconfigured here
+        where = headers.get("location", "(no location)")
+        return UpstreamError(
+            f"Upstream for model {model.name!r} answered {status}, a redirect to {where}: set api_base to the "
+            "URL it redirects to.",
+            retryable=False,
+        )
+    return error_for_status(status, upstream_message(raw), model, retry_after=headers.get("retry-after"))
+
+
 def connection_error(model: ModelConfig, exc: UpstreamConnectionError) -> UpstreamError:
-    detail = str(exc)
-    return UpstreamError(f"Could not reach the upstream for model {model.name!r} at {model.base_url}: {detail}")
+    """Not reached (refused, DNS, TLS): retryable. Reached and the exchange broke: retryable, the next attempt
+    may land on a healthy connection. Reached and answered unusable HTTP: not retryable, it would repeat."""
+    if not exc.reached:
+        return UpstreamError(f"Could not reach the upstream for model {model.name!r} at {model.base_url}: {exc}")
+    return UpstreamError(
+        f"The upstream for model {model.name!r} at {model.base_url} failed mid-call: {exc}",
+        retryable=not isinstance(exc, UpstreamProtocolError),
+    )

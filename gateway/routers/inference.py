@@ -31,26 +31,28 @@ WATCH_AFTER_S = 0.05  # a call still running after this watches for its client l
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     """The inference endpoints as a bare ASGI app (GatewayApp's fast lane): same pipeline, same error bodies.
     A JSON answer goes out as two raw ASGI messages: Starlette's Request and Response cost ~9 µs per call."""
+    body = None
     try:
         ctx, result = await answer(scope, receive, FAST_PATHS[scope["path"]])
+        extra = answer_headers(ctx)
+        if isinstance(result, Reply):
+            body = result.body
+            headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
+            headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra]
+        else:
+            response = StreamingResponse(
+                result, media_type="text/event-stream", headers={**STREAM_HEADERS, **dict(extra)}
+            )
     except GatewayError as exc:
-        response = error_response(exc)
+        body, response = None, error_response(exc)
     except Exception:  # rendered here as errors.py renders it for FastAPI routes
         request_id = scope["state"]["request_id"]
         log.exception("unhandled error in request %s", request_id)
-        response = error_response(internal_error(request_id))
-    else:
-        if isinstance(result, Reply):
-            headers = [(b"content-length", b"%d" % len(result.body)), (b"content-type", b"application/json")]
-            headers += [
-                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in answer_headers(ctx)
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": result.body})
-            return
-        response = StreamingResponse(
-            result, media_type="text/event-stream", headers={**STREAM_HEADERS, **dict(answer_headers(ctx))}
-        )
+        body, response = None, error_response(internal_error(request_id))
+    if body is not None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
     await response(scope, receive, send)
 
 

@@ -7,7 +7,9 @@ import gzip
 import random
 import re
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 import time
 import zlib
@@ -20,7 +22,7 @@ import pytest
 
 from gateway import __version__
 from gateway.providers import connections
-from gateway.providers.connections import ConnectionPool, UpstreamConnectionError
+from gateway.providers.connections import ConnectionPool, UpstreamConnectionError, UpstreamProtocolError
 from gateway.providers.endpoints import Endpoint, make_endpoint
 from tests.servers import free_port
 
@@ -178,7 +180,7 @@ async def pool() -> AsyncIterator[ConnectionPool]:
 # 1. The request bytes
 async def test_request_bytes_carry_path_host_length_headers_and_body(serve: Serve, pool: ConnectionPool) -> None:
     server = await serve(answer(ok()))
-    headers = {"Authorization": "Bearer sk-1", "X-Custom": "v 1", "Content-Length": "999"}
+    headers = {"Authorization": "Bearer sk-1", "X-Custom": "v 1"}
     endpoint = server.endpoint("http", "/v1/chat/completions?api-version=2024-01&x=1", **headers)
     body = b'{"model": "m", "text": "h\xc3\xa9llo"}'
     assert await pool.fetch(endpoint, body, timeout_s=1) == (200, {"content-length": "2"}, b"ok")
@@ -187,7 +189,7 @@ async def test_request_bytes_carry_path_host_length_headers_and_body(serve: Serv
     fields = [line.split(": ", 1) for line in lines]
     sent = {name.lower(): value for name, value in fields}
     assert request_line == "POST /v1/chat/completions?api-version=2024-01&x=1 HTTP/1.1"
-    assert len(fields) == len(sent)  # no header twice (the caller's content-length is replaced, not added)
+    assert len(fields) == len(sent)  # no header twice
     assert sent == {
         "host": f"127.0.0.1:{server.port}",
         "user-agent": f"llm-gateway/{__version__}",
@@ -329,6 +331,35 @@ async def test_fetch_on_reused_connection_closed_unanswered_is_resent_once(serve
     assert (await pool.fetch(server.endpoint(), b"1", timeout_s=1))[2] == b"one"
     assert (await pool.fetch(server.endpoint(), b"2", timeout_s=1))[2] == b"two"
     assert (server.accepted, server.bodies()) == (2, [b"1", b"2", b"2"])
+
+
+async def test_fetch_on_reused_connection_closed_late_is_not_resent(serve: Serve, pool: ConnectionPool) -> None:
+    async def answer_one_then_read_and_drop(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(ok(b"one"))
+        await peer.read_request()
+        await asyncio.sleep(connections.RESEND_WITHIN_S + 0.05)  # read, worked on it, died: never replay a POST
+
+    server = await serve(per_connection(answer_one_then_read_and_drop, answer(ok(b"two"))))
+    await pool.fetch(server.endpoint(), b"1", timeout_s=2)
+    with pytest.raises(UpstreamConnectionError, match="closed the connection before a complete response"):
+        await pool.fetch(server.endpoint(), b"2", timeout_s=2)
+    assert server.bodies() == [b"1", b"2"]
+
+
+async def test_fetch_resends_at_most_once_whatever_the_stale_connections(serve: Serve, pool: ConnectionPool) -> None:
+    async def answer_then_read_and_drop(peer: Peer) -> None:
+        if (await peer.read_request() or b"").endswith(b"\r\n\r\nx"):
+            return  # a new connection for "x": closed at once, unanswered
+        await peer.send(ok(b"warm"))
+        await peer.read_request()  # closed right after reading: looks like an idle timeout every time
+
+    server = await serve(answer_then_read_and_drop)
+    await asyncio.gather(*[pool.fetch(server.endpoint(), b"w", timeout_s=1) for _ in range(3)])  # 3 idle
+    with pytest.raises(UpstreamConnectionError):
+        await pool.fetch(server.endpoint(), b"x", timeout_s=1)
+    assert server.bodies().count(b"x") == 2  # the first try and one resend, on a new connection
+    assert server.accepted == 4
 
 
 # 4. Timeouts
@@ -535,6 +566,64 @@ async def test_stream_unread_fast_upstream_is_held_back_and_arrives_intact(serve
     assert received == payload
     assert (await pool.fetch(server.endpoint(), b"{}", timeout_s=1))[2] == b"after"
     assert server.accepted == 1
+
+
+async def test_stream_paused_then_complete_and_closed_leaves_a_usable_connection(
+    serve: Serve, pool: ConnectionPool
+) -> None:
+    payload = b"x" * (connections.PAUSE_ABOVE + 64 * 1024)
+
+    async def script(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(HEAD_CHUNKED + chunk(payload) + LAST)  # all of it, while the reader reads nothing
+        await answer(ok(b"after"))(peer)
+
+    server = await serve(script)
+    async with await pool.open_stream(server.endpoint(), b"{}", timeout_s=1) as resp:
+        await asyncio.sleep(0.1)
+        assert resp._conn.complete  # the reader paused the socket, the whole answer was already in
+    assert await within(pool.fetch(server.endpoint(), b"{}", timeout_s=1)) == (200, {"content-length": "5"}, b"after")
+    assert server.accepted == 1
+
+
+async def test_stream_given_up_by_its_reader_closes_the_connection_at_once(serve: Serve, pool: ConnectionPool) -> None:
+    async def generate(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(HEAD_CHUNKED + chunk(b"data: 1\n\n"))
+        await within(peer.wait_eof(), 0.5)  # the gateway hung up: the upstream can stop generating
+
+    server = await serve(generate)
+    with pytest.raises(RuntimeError, match="guardrail"):
+        async with await pool.open_stream(server.endpoint(), b"{}", timeout_s=5) as resp:
+            async for _ in resp.chunks():
+                raise RuntimeError("a guardrail blocked the stream")
+    await within(server.peers[0].eof.wait(), 0.3)  # well before DRAIN_S
+
+
+async def test_fetch_reset_inside_a_close_delimited_body_is_an_error(serve: Serve, pool: ConnectionPool) -> None:
+    async def reset_midway(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"partial": ')
+        sock = peer.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.writer.transport.abort()  # RST, not FIN: the body is cut, not ended
+
+    server = await serve(reset_midway)
+    with pytest.raises(UpstreamConnectionError, match="before a complete response"):
+        await pool.fetch(server.endpoint(), b"{}", timeout_s=1)
+
+
+async def test_fetch_truncated_gzip_body_is_a_protocol_error(serve: Serve, pool: ConnectionPool) -> None:
+    packed = gzip.compress(b'{"ok": true}' * 50)[:-12]  # content-length matches, the gzip stream does not end
+    server = await serve(answer(ok(packed, b"content-encoding: gzip\r\n")))
+    with pytest.raises(UpstreamProtocolError, match="compressed body ends before its end"):
+        await pool.fetch(server.endpoint(), b"{}", timeout_s=1)
+
+
+async def test_fetch_garbage_answer_is_a_protocol_error(serve: Serve, pool: ConnectionPool) -> None:
+    server = await serve(answer(b"HELLO\r\n\r\n"))
+    with pytest.raises(UpstreamProtocolError, match="invalid HTTP response"):
+        await pool.fetch(server.endpoint(), b"{}", timeout_s=1)
 
 
 # 7. Cancellation

@@ -31,10 +31,16 @@ def test_endpoint_path_and_query_are_sent_percent_encoded_where_needed() -> None
     assert head.startswith(b"POST /my%20models/v1?api-version=2024-06-01&x=a%20b HTTP/1.1\r\nhost: h:8000\r\n")
 
 
-def test_endpoint_headers_are_sent_lower_cased_and_content_length_is_the_gateways() -> None:
-    head = make_endpoint("https://h/v1", {"X-Team": "blue", "Content-Length": "5"}).head
+def test_endpoint_headers_are_sent_lower_cased_after_the_gateways_own() -> None:
+    head = make_endpoint("https://h/v1", {"X-Team": "blue", "Host": "api.internal"}).head
     assert b"\r\nx-team: blue\r\n" in head
+    assert b"\r\nhost: api.internal\r\n" in head and head.count(b"host:") == 1  # an explicit Host wins
     assert head.count(b"content-length") == 1 and head.endswith(b"content-length: ")
+
+
+def test_endpoint_of_an_international_domain_sends_its_ascii_host() -> None:
+    head = make_endpoint("https://bücher.example/v1", {}).head
+    assert b"\r\nhost: xn--bcher-kva.example\r\n" in head
 
 
 @pytest.mark.parametrize(
@@ -67,8 +73,23 @@ def test_parse_origin_bad_url_raises_value_error_naming_problem(url: str, proble
         ({"X-Ok": "v\r\nInjected: 1"}, "header 'X-Ok' holds a line break or NUL"),
         ({"X-Ok": "v\nInjected: 1"}, "holds a line break"),
         ({"X-Ok": "v\0"}, "holds a line break or NUL"),
+        ({"X-Ok": "caf\u00e9 \u2615"}, "holds characters outside Latin-1"),
+        ({"Content-Length": "5"}, "header 'Content-Length' is set by the gateway itself"),
+        ({"transfer-encoding": "chunked"}, "is set by the gateway itself"),
+        ({"Connection": "close"}, "is set by the gateway itself"),
     ],
-    ids=["space-in-name", "empty-name", "colon-in-name", "crlf-in-value", "lf-in-value", "nul-in-value"],
+    ids=[
+        "space-in-name",
+        "empty-name",
+        "colon-in-name",
+        "crlf-in-value",
+        "lf-in-value",
+        "nul-in-value",
+        "not-latin-1",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+    ],
 )
 def test_check_headers_bad_header_raises_value_error_naming_problem(headers: dict[str, str], problem: str) -> None:
     with pytest.raises(ValueError, match=re.escape(problem)):

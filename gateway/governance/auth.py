@@ -37,11 +37,14 @@ class Authenticator:
             raise AuthenticationFailed("Malformed Authorization header; expected 'Bearer YOUR_KEY'.")
         if self._master is not None and hmac.compare_digest(token.encode(), self._master):
             return MASTER
-        key_hash = self._hashes.get(token) or hash_key(token)
+        key_hash = self._hashes.get(token)
+        known = key_hash is not None
+        if key_hash is None:
+            key_hash = hash_key(token)
         entry = self.keys.get(key_hash) if self.keys is not None else None
         if entry is None:
             raise AuthenticationFailed(f"Incorrect API key provided: {redact(token)}.")
-        if token not in self._hashes:
+        if not known:  # only tokens of real keys are remembered
             if len(self._hashes) >= CACHE_SIZE:
                 self._hashes.clear()
             self._hashes[token] = key_hash

@@ -58,13 +58,14 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._idle_s: float | None = None
         self._on_done: Callable[[Connection], None] | None = None
+        self.chunks: deque[bytes] = deque()  # emptied by take(); one per connection, not per request
         self._begin(stream=False)
 
     def _begin(self, *, stream: bool) -> None:
         self.stream = stream
         self.status = 0
-        self.headers: dict[str, str] = {}
-        self.chunks: deque[bytes] = deque()
+        self.headers: dict[str, str] = {}  # new each time: the caller keeps the last answer's
+        self.chunks.clear()
         self.buffered = 0
         self.in_flight = False
         self.received = False

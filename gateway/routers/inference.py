@@ -38,11 +38,9 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
         if isinstance(result, Reply):
             body = result.body
             headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
-            headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra]
+            headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
         else:
-            response = StreamingResponse(
-                result, media_type="text/event-stream", headers={**STREAM_HEADERS, **dict(extra)}
-            )
+            response = event_stream(result, extra)
     except GatewayError as exc:
         body, response = None, error_response(exc)
     except Exception:  # rendered here as errors.py renders it for FastAPI routes
@@ -74,10 +72,10 @@ async def embeddings(request: Request) -> Response:
 async def relay(request: Request, operation: Operation) -> Response:
     """The same call as a FastAPI route returns it (these routes document the API; POSTs take the fast lane)."""
     ctx, result = await answer(request.scope, request.receive, operation)
-    headers = dict(answer_headers(ctx))
+    headers = answer_headers(ctx)
     if isinstance(result, Reply):
         return Response(result.body, media_type="application/json", headers=headers)
-    return StreamingResponse(result, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})
+    return event_stream(result, headers)
 
 
 async def answer(
@@ -103,11 +101,16 @@ async def answer(
     return ctx, result
 
 
-def answer_headers(ctx: CallContext) -> list[tuple[str, str]]:
-    headers = [(OVERHEAD_HEADER, f"{ctx.overhead_ms():.3f}")]
+def answer_headers(ctx: CallContext) -> dict[str, str]:
+    """The gateway's overhead and whatever the stages set (rate limits, a shadow decision)."""
+    headers = {OVERHEAD_HEADER: f"{ctx.overhead_ms():.3f}"}
     if ctx.response_headers:
-        headers += ctx.response_headers.items()
+        headers.update(ctx.response_headers)
     return headers
+
+
+def event_stream(events: AsyncIterator[bytes], headers: dict[str, str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers={**STREAM_HEADERS, **headers})
 
 
 async def read_body(receive: Receive) -> bytes:

@@ -41,6 +41,7 @@ from gateway.providers.connections import ConnectionPool
 from gateway.providers.dispatch import Dispatcher
 from gateway.providers.openai_compat import OpenAICompatProvider
 from gateway.providers.registry import ProviderRegistry
+from gateway.storage.changefeed import poll_feeds
 from gateway.storage.db import Database, open_database
 from gateway.telemetry.hook import Telemetry, open_telemetry
 from gateway.usage.meter import MeterHook, PromptCounter
@@ -209,11 +210,9 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         tasks = [
             asyncio.create_task(shipper.run()),
             asyncio.create_task(audit.run()),
-            asyncio.create_task(key_cache.feed.run()),
+            asyncio.create_task(poll_feeds([key_cache.feed, tool_switch.feed, prompt_registry.feed])),
             asyncio.create_task(approvals.run()),
-            asyncio.create_task(tool_switch.feed.run()),
             asyncio.create_task(webhooks.run()),
-            asyncio.create_task(prompt_registry.feed.run()),
         ]
         if config.policies:
             tasks.append(asyncio.create_task(policies.watch()))

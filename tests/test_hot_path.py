@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
+from gateway.storage.changefeed import ChangeFeed
 from tests.conftest import AUTH, chat
 
 in_test_request = contextvars.ContextVar("in_test_request", default=False)
@@ -49,3 +51,34 @@ async def test_governed_requests_make_no_database_query(client: httpx.AsyncClien
         assert queries
     finally:
         in_test_request.reset(token)
+
+
+
+async def test_cache_polls_run_one_at_a_time(client: httpx.AsyncClient, app: FastAPI) -> None:
+    """Each cache's stamp query runs every 0.5 s, never at the same moment as another's: overlapping polls (and the
+    usage shipper beside them) went beyond the pool's two connections, and SQLAlchemy opened and closed an extra
+    SQLite connection, with aiosqlite a thread, for each one."""
+    services = app.state.services
+    feeds = [services.key_cache.feed, services.tool_switch.feed, services.prompt_registry.feed]
+    in_flight, most, polled = 0, 0, []
+
+    def watched(feed: ChangeFeed) -> Callable[[], Awaitable[object]]:
+        stamp = feed.stamp
+
+        async def counted() -> object:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                return await stamp()
+            finally:
+                in_flight -= 1
+                polled.append(feed.name)
+
+        return counted
+
+    for feed in feeds:
+        feed.stamp = watched(feed)
+    await asyncio.sleep(1.2)
+    assert most == 1
+    assert sorted(set(polled)) == ["keys", "prompts", "tools"] and len(polled) >= 6  # every feed, twice or more

@@ -1,6 +1,6 @@
 """The in-memory index of virtual keys the hot path reads, refreshed when keys or teams change.
 
-Every instance polls the tables' newest `updated_at` every `poll_s` (0.5 s), so a revoked key stops
+Every instance polls the tables' newest `updated_at` every 0.5 s (storage/changefeed.py), so a revoked key stops
 working within a second everywhere, with or without Redis; with Redis, a change published by one
 instance makes the others reload at once (storage/changefeed.py).
 """
@@ -8,10 +8,10 @@ instance makes the others reload at once (storage/changefeed.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func
+from sqlalchemy import select as core_select
 from sqlmodel import select
 
 from gateway.governance.counters import BudgetScope, Period, RateScope
@@ -21,6 +21,14 @@ from gateway.storage.tables import ApiKey, Team
 
 if TYPE_CHECKING:  # redis is imported only when redis_url is set
     from redis.asyncio import Redis
+
+
+# Newest key change, newest team change, number of keys (a deleted key lowers it): one statement.
+_STAMP = core_select(
+    core_select(func.max(ApiKey.updated_at)).scalar_subquery(),
+    core_select(func.max(Team.updated_at)).scalar_subquery(),
+    core_select(func.count()).select_from(ApiKey).scalar_subquery(),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +89,10 @@ def period_of(value: str) -> Period:
 class KeyCache:
     """key hash -> KeyEntry, replaced wholesale on change (readers never see a half-built index)."""
 
-    def __init__(self, db: Database, *, poll_s: float = 0.5, redis: Redis | None = None) -> None:
+    def __init__(self, db: Database, *, redis: Redis | None = None) -> None:
         self.db = db
         self._by_hash: dict[str, KeyEntry] = {}
-        self.feed = ChangeFeed("keys", stamp=self._current_version, reload=self._load, redis=redis, poll_s=poll_s)
+        self.feed = ChangeFeed("keys", stamp=self._current_version, reload=self._load, redis=redis)
 
     def get(self, key_hash: str) -> KeyEntry | None:
         return self._by_hash.get(key_hash)
@@ -92,11 +100,8 @@ class KeyCache:
     def entries(self) -> list[KeyEntry]:
         return [entry for entry in self._by_hash.values() if not entry.revoked]
 
-    async def _current_version(self) -> tuple[datetime | None, datetime | None, int]:
-        async with self.db.session() as session:
-            keys = (await session.exec(select(func.max(ApiKey.updated_at), func.count()).select_from(ApiKey))).one()
-            teams = (await session.exec(select(func.max(Team.updated_at)))).one()
-        return keys[0], teams, keys[1]
+    async def _current_version(self) -> tuple[object, ...]:
+        return await self.db.read_row(_STAMP)
 
     async def _load(self) -> None:
         async with self.db.session() as session:

@@ -2,7 +2,7 @@
 
 The index (prompt -> label -> version, `latest` included) is small and held whole; compiled versions are
 immutable, so each is loaded once and kept (bounded). A label move on any instance reaches every other one at
-once through Redis pub/sub when there is Redis, and within `poll_s` (0.5 s) by polling in any case. Versions
+once through Redis pub/sub when there is Redis, and within 0.5 s by polling in any case. Versions
 that labels point to are compiled when the index loads, so a resolved label never waits on the database; a
 version pinned by number is loaded on first use.
 """
@@ -28,14 +28,13 @@ MAX_COMPILED = 2_000
 
 class PromptRegistry:
     def __init__(
-        self, db: Database, audit: AuditLog, *, protected_labels: tuple[str, ...], redis: Redis | None = None,
-        poll_s: float = 0.5,
-    ) -> None:  # fmt: skip
+        self, db: Database, audit: AuditLog, *, protected_labels: tuple[str, ...], redis: Redis | None = None
+    ) -> None:
         self.store = PromptStore(db, audit, protected_labels=protected_labels, announce=self.changed)
         self._index: dict[str, dict[str, int]] = {}
         self._compiled: OrderedDict[tuple[str, int], CompiledPrompt] = OrderedDict()
         stamp = self.store.version_stamp
-        self.feed = ChangeFeed("prompts", stamp=stamp, reload=self._load, redis=redis, poll_s=poll_s)
+        self.feed = ChangeFeed("prompts", stamp=stamp, reload=self._load, redis=redis)
 
     async def resolve(self, prompt_id: str, *, label: str | None = None, version: int | None = None) -> CompiledPrompt:
         """The compiled version a reference names; raises PromptNotFound (404): unknown prompt, label or version."""

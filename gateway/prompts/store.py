@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import func
+from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -25,6 +26,16 @@ from gateway.prompts.render import TemplateInvalid, check_templates
 from gateway.prompts.spec import LATEST, PromptSpec, check_label, prompt_file
 from gateway.storage.db import Database
 from gateway.storage.tables import PromptLabel, PromptVersion
+
+# Versions and labels, one statement; sum(version): a move changes it even when the mover's clock is behind the
+# newest updated_at.
+_STAMP = core_select(
+    core_select(func.count()).select_from(PromptVersion).scalar_subquery(),
+    core_select(func.max(PromptVersion.id)).scalar_subquery(),
+    core_select(func.count()).select_from(PromptLabel).scalar_subquery(),
+    core_select(func.max(PromptLabel.updated_at)).scalar_subquery(),
+    core_select(func.sum(PromptLabel.version)).scalar_subquery(),
+)
 
 Announce = Callable[[], Awaitable[None]]
 ATTEMPTS = 10
@@ -164,16 +175,7 @@ class PromptStore:
 
     async def version_stamp(self) -> tuple[object, ...]:
         """Changes whenever a version is created or a label moves: what instances poll."""
-        async with self.db.session() as session:
-            versions = (
-                await session.exec(select(func.count(), func.max(PromptVersion.id)).select_from(PromptVersion))
-            ).one()
-            # sum(version): a move changes it even when the mover's clock is behind the newest updated_at.
-            labels = (await session.exec(
-                select(func.count(), func.max(PromptLabel.updated_at), func.sum(PromptLabel.version))
-                .select_from(PromptLabel)
-            )).one()  # fmt: skip
-        return (*versions, *labels)
+        return await self.db.read_row(_STAMP)
 
     async def diff(self, prompt_id: str, old: int, new: int) -> str:
         """A unified diff of two versions' content, as YAML."""

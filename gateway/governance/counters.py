@@ -104,9 +104,9 @@ class RateScope:
     tpm: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class RateDecision:
-    """A rate check's outcome plus OpenAI-style `x-ratelimit-*` values for the tightest scope.
+class RateDecision(NamedTuple):
+    """A rate check's outcome plus OpenAI-style `x-ratelimit-*` values for the tightest scope (a NamedTuple: one
+    per request, and a frozen dataclass of nine fields took twice as long to build).
 
     `reset_*_s` is the time until the oldest request in that scope's window leaves it (when `remaining` next grows).
     When refused, `scope` is the scope that binds longest and `retry_after_s` the time until the request would fit,
@@ -171,15 +171,15 @@ def _decision(
     req = req if req is not None and req.scope.rpm is not None else None
     tok = tok if tok is not None and tok.scope.tpm is not None else None
     return RateDecision(
-        allowed=allowed,
-        scope=scope,
-        limit_requests=req.scope.rpm if req else None,
-        remaining_requests=_requests_left(req) if req else None,
-        reset_requests_s=_reset(req, now_ts) if req else None,
-        limit_tokens=tok.scope.tpm if tok else None,
-        remaining_tokens=_tokens_left(tok) if tok else None,
-        reset_tokens_s=_reset(tok, now_ts) if tok else None,
-        retry_after_s=retry_after_s,
+        allowed,
+        scope,
+        req.scope.rpm if req else None,
+        _requests_left(req) if req else None,
+        _reset(req, now_ts) if req else None,
+        tok.scope.tpm if tok else None,
+        _tokens_left(tok) if tok else None,
+        _reset(tok, now_ts) if tok else None,
+        retry_after_s,
     )
 
 

@@ -50,7 +50,7 @@ class CallContext:
     prompt_tokens: int | None = None  # counted before the call, when a limit needs it
     usage: Usage | None = None  # what the upstream reported (or the gateway counted) after the call
     cost_nanos: int = 0
-    response_headers: dict[str, str] | None = None  # e.g. x-ratelimit-*, added to the HTTP response
+    response_headers: dict[str, str] | None = None  # e.g. x-ratelimit-*, added to the HTTP response; lower-case names
     completed: bool = False  # the after_response stages ran
     reserved: bool = False  # a budget reservation is held for this call
     client_wants_usage: bool = False  # the client itself asked for the usage chunk of a stream

@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import ClientDisconnected, GatewayError, error_response, internal_error
+from gateway.middleware import OVERHEAD
 from gateway.pipeline.context import CallContext, Operation
 from gateway.providers.base import Reply
 
@@ -34,13 +35,19 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
     body = None
     try:
         ctx, result = await answer(scope, receive, FAST_PATHS[scope["path"]])
-        extra = answer_headers(ctx)
         if isinstance(result, Reply):
             body = result.body
-            headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]
-            headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+            headers = [
+                (b"content-length", b"%d" % len(body)),
+                (b"content-type", b"application/json"),
+                (OVERHEAD, b"%.3f" % ctx.overhead_ms()),
+            ]
+            if ctx.response_headers:  # names are lower case already (CallContext.response_headers)
+                headers += [
+                    (name.encode("latin-1"), value.encode("latin-1")) for name, value in ctx.response_headers.items()
+                ]
         else:
-            response = event_stream(result, extra)
+            response = event_stream(result, answer_headers(ctx))
     except GatewayError as exc:
         body, response = None, error_response(exc)
     except Exception:  # rendered here as errors.py renders it for FastAPI routes

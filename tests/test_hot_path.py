@@ -53,7 +53,6 @@ async def test_governed_requests_make_no_database_query(client: httpx.AsyncClien
         in_test_request.reset(token)
 
 
-
 async def test_cache_polls_run_one_at_a_time(client: httpx.AsyncClient, app: FastAPI) -> None:
     """Each cache's stamp query runs every 0.5 s, never at the same moment as another's: overlapping polls (and the
     usage shipper beside them) went beyond the pool's two connections, and SQLAlchemy opened and closed an extra

@@ -48,7 +48,7 @@ class UsageRecord(SQLModel, table=True):
     request_id: str = Field(unique=True, index=True)
     key_id: str | None = Field(default=None, index=True)
     team_id: str | None = Field(default=None, index=True)
-    model: str = Field(index=True)  # the public name the client sent
+    model: str  # the public name the client sent (not indexed: no query filters on it, migration 0008)
     upstream_model: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -62,7 +62,7 @@ class UsageRecord(SQLModel, table=True):
     error_code: str | None = None
     policy_sha256: str | None = None  # the policy set that made the decisions below
     decisions: list[dict[str, object]] | None = Field(default=None, sa_type=JSON)  # guardrail and policy decisions
-    prompt_id: str | None = Field(default=None, index=True)  # the registry prompt that produced the call, if any
+    prompt_id: str | None = None  # the registry prompt that produced the call, if any (not indexed either)
     prompt_version: int | None = None
     created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
 

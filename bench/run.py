@@ -5,6 +5,7 @@ proxy, at several concurrencies, streaming and not; prints one Markdown table (s
     .venv/bin/python bench/run.py --quick         # gateway only, a few hundred requests (the smoke test)
     .venv/bin/python bench/run.py --soak          # RSS trend over 1M requests against full governance
     .venv/bin/python bench/run.py --profile bench/PROFILE.md   # py-spy, full governance, 50 clients
+    .venv/bin/python bench/run.py --instructions 2000 --gateway-rev HEAD   # callgrind: instructions per call
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     profile.add_argument("--profile", type=Path, metavar="MD", help="py-spy the gateway (full, 50 clients) into MD")
     profile.add_argument("--profile-duration", type=float, default=10.0)
     profile.add_argument("--profile-top", type=int, default=25)
+    counted = parser.add_argument_group("instructions mode")
+    counted.add_argument("--instructions", type=int, metavar="N", help="N sequential calls under callgrind")
+    counted.add_argument("--instructions-idle", type=float, default=10.0, help="seconds of background measured (10)")
     args = parser.parse_args(argv)
     if args.quick:
         args.scenarios, args.clients, args.loadgen = "bare,full", "1,10", "python"
@@ -176,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from bench.soak import run_soak
 
                 return run_soak(args, Path(tmp))
+            if args.instructions is not None:
+                from bench.instructions import run_instructions
+
+                return run_instructions(args, Path(tmp))
             if args.profile is not None:
                 from bench.profiling import run_profile
 

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,8 +181,9 @@ def gateway_config(space: Workspace, home: Path, *, governed: bool) -> str:
 
 
 @contextmanager
-def run_gateway(space: Workspace, *, name: str) -> Iterator[tuple[Server, str]]:
-    """`gateway serve` with its own SQLite database and spool in the temporary directory."""
+def run_gateway(space: Workspace, *, name: str, wrap: Sequence[str] = ()) -> Iterator[tuple[Server, str]]:
+    """`gateway serve` with its own SQLite database and spool in the temporary directory; `wrap` is a command
+    prefix (instructions mode: valgrind), under which the server is started as `python -m gateway`."""
     if space.workers > 1 and not is_listening("127.0.0.1", 6379):
         raise ServerError(f"--workers {space.workers} needs Redis at {REDIS_URL}; start redis-server first.")
     home = space.tmp / f"gateway-{name}"
@@ -192,7 +193,8 @@ def run_gateway(space: Workspace, *, name: str) -> Iterator[tuple[Server, str]]:
     port = free_port()
     script = Path(sys.executable).parent / "gateway"  # the console script, as an operator runs it
     gateway = [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
-    command = [*gateway, "serve", "--config", str(config), "--port", str(port), "--workers", str(space.workers)]
+    served = [*wrap, sys.executable, "-m", "gateway"] if wrap else gateway
+    command = [*served, "serve", "--config", str(config), "--port", str(port), "--workers", str(space.workers)]
     env = clean_env({**OFFLINE_ENV, "GATEWAY_MASTER_KEY": MASTER_KEY})
     if space.gateway_src is not None:
         # PYTHONPATH comes before the editable install's finder, so the exported package is the one imported.
@@ -200,7 +202,7 @@ def run_gateway(space: Workspace, *, name: str) -> Iterator[tuple[Server, str]]:
     migrate(gateway, config, env=env, cwd=home)
     with Server(f"gateway ({name})", command, log_path=home / "gateway.log", env=env, cwd=home) as server:
         url = f"http://127.0.0.1:{port}"
-        server.wait_ready(f"{url}/readyz", timeout_s=60)
+        server.wait_ready(f"{url}/readyz", timeout_s=600 if wrap else 60)
         yield server, url
 
 

@@ -6,10 +6,11 @@ changes save; callgrind counts instructions, which do not depend on what else th
 measured twice agrees within ~1 %. So two commits are compared by running this mode on each (`--gateway-rev`).
 
 What is counted: every thread of the gateway process from the first measured call to the last, minus its
-background work (cache polls, approval sweeps: measured first, over `--instructions-idle` seconds of no traffic,
-and subtracted at the same rate; under callgrind ~20 calls take a second, so the background weighs ~100 times
-more than in a real run, and a large one is subtracted only approximately). The usage shipper's inserts are
-per-call work and stay in. Not counted: the
+background work, measured first over `--instructions-idle` seconds of no traffic and subtracted at the same rate.
+Under callgrind ~20 calls take a second, so the background weighs ~100 times what it does in a real run, and a
+poll runs less often under load than idle: the gateway is started with its cache polls and approval sweeps made
+rare (`cache_poll_s: 3600`), and where a commit predates that setting the script says how large the subtraction
+was. The usage shipper's inserts are per-call work and stay in. Not counted: the
 kernel (system calls) and waiting; and valgrind runs one thread at a time, so contention between threads (the GIL)
 does not show. Needs valgrind (Debian's package) and is slow: ~40 calls/s.
 """

@@ -142,6 +142,13 @@ class GatewayConfig(_Strict):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     retry_backoff_s: float = Field(default=0.25, ge=0, description="First retry delay; doubles per attempt.")
     spool_dir: str = Field(default="spool", description="Where usage records wait to be shipped to the database.")
+    cache_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=3600,
+        description="How often each instance polls the database for key, kill-switch and prompt-label changes; "
+        "with Redis a change also arrives at once by pub/sub, and the poll is only the safety net.",
+    )
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)

@@ -210,7 +210,9 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         tasks = [
             asyncio.create_task(shipper.run()),
             asyncio.create_task(audit.run()),
-            asyncio.create_task(poll_feeds([key_cache.feed, tool_switch.feed, prompt_registry.feed])),
+            asyncio.create_task(
+                poll_feeds([key_cache.feed, tool_switch.feed, prompt_registry.feed], interval_s=config.cache_poll_s)
+            ),
             asyncio.create_task(approvals.run()),
             asyncio.create_task(webhooks.run()),
         ]

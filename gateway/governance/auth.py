@@ -81,7 +81,7 @@ class AuthHook(BaseHook):
     def __init__(self, authenticator: Authenticator) -> None:
         self.authenticator = authenticator
 
-    async def before_request(self, ctx: CallContext) -> None:
+    def before_request(self, ctx: CallContext) -> None:
         ctx.principal = self.authenticator.authenticate(ctx.authorization)
         if ctx.principal.role == "viewer":
             raise PermissionDenied(

@@ -210,7 +210,7 @@ class OutputGuardrailHook(BaseHook):
     def __init__(self, engine: GuardrailEngine) -> None:
         self.engine = engine
 
-    async def before_request(self, ctx: CallContext) -> None:
+    def before_request(self, ctx: CallContext) -> None:
         if ctx.stream:
             from gateway.governance.streamguard import StreamGuard
 

@@ -7,7 +7,7 @@ instance makes the others reload at once (storage/changefeed.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func
@@ -46,6 +46,10 @@ class KeyEntry:
     rates: tuple[RateScope, ...]
     expires_at: float | None  # POSIX seconds
     revoked: bool
+    counts_tokens: bool = field(init=False)  # some scope has a tpm: prompts are counted before the call
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counts_tokens", any(rate.tpm for rate in self.rates))
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

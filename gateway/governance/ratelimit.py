@@ -60,7 +60,7 @@ class RateLimitHook(BaseHook):
 
     async def _settle(self, ctx: CallContext) -> None:
         key = ctx.principal.key if ctx.principal else None
-        if key is None or not any(rate.tpm for rate in key.rates):
+        if key is None or not key.counts_tokens:
             return
         used = ctx.usage.prompt_tokens + ctx.usage.completion_tokens if ctx.usage else 0
         await self.counters.adjust_tokens(ctx.request_id, key.rates, used, now=datetime.now(UTC))

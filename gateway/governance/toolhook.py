@@ -3,6 +3,8 @@ calls, and answers resume requests with approved calls."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import orjson
 
 from gateway.approvals import resume
@@ -49,11 +51,14 @@ class ToolCallHook(BaseHook):
         stream = ctx.tool_stream
         return await stream.on_event(event) if stream is not None else event
 
-    async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
+    def after_response(self, ctx: CallContext, reply: Reply | None) -> Awaitable[None] | None:
         if reply is None or ctx.answer is not None or not has_tool_calls(reply.data):
-            return  # the parsed answer is checked, not its bytes: an escaped key ("tool\\u005fcalls") counts too
+            return None  # the parsed answer is checked, not its bytes: an escaped key ("tool\\u005fcalls") counts too
         if not self.governor.governs(ctx):
-            return
+            return None
+        return self._judge(ctx, reply)
+
+    async def _judge(self, ctx: CallContext, reply: Reply) -> None:
         report: list[dict[str, object]] = []
         for choice in reply.data.get("choices") or ():  # type: ignore[attr-defined]
             message = choice.get("message") if isinstance(choice, dict) else None

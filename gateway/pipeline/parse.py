@@ -12,7 +12,7 @@ class ParseHook(BaseHook):
 
     name = "parse"
 
-    async def before_request(self, ctx: CallContext) -> None:
+    def before_request(self, ctx: CallContext) -> None:
         body = parse_json_body(ctx.raw)
         if ctx.operation == "chat":
             ctx.model, ctx.stream = check_chat(body)

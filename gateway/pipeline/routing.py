@@ -14,7 +14,7 @@ class RoutingHook(BaseHook):
     def __init__(self, registry: ProviderRegistry) -> None:
         self.registry = registry
 
-    async def before_request(self, ctx: CallContext) -> None:
+    def before_request(self, ctx: CallContext) -> None:
         route = self.registry.get_route(ctx.model)
         if route is None:
             raise ModelNotFound(

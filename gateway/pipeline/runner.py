@@ -32,7 +32,8 @@ class Pipeline:
         Errors up to a stream's first event raise here, so the client gets a proper HTTP status."""
         try:
             for before in self._before:
-                await before(ctx)
+                if (pending := before(ctx)) is not None:  # plain stages return None (pipeline/hooks.py)
+                    await pending
             if ctx.answer is not None:  # a stage answered the call itself (e.g. released an approved tool call)
                 if ctx.stream:
                     events = replay(ctx.answer_events or [DONE_EVENT])
@@ -44,7 +45,8 @@ class Pipeline:
             else:
                 reply = await self.dispatcher.send(ctx)
             for after in self._after:
-                await after(ctx, reply)
+                if (pending := after(ctx, reply)) is not None:
+                    await pending
             return reply
         except GatewayError as exc:
             await self._fail(ctx, exc)
@@ -65,7 +67,8 @@ class Pipeline:
                 if done:
                     # Records and settlements happen before the client sees the end of the stream.
                     for after in self._after:
-                        await after(ctx, None)
+                        if (pending := after(ctx, None)) is not None:
+                            await pending
                     ctx.completed = True
                 if event:
                     yield event
@@ -92,7 +95,8 @@ class Pipeline:
         ctx.status_code = error.status_code
         for on_error in self._error:
             try:
-                await on_error(ctx, error)
+                if (pending := on_error(ctx, error)) is not None:
+                    await pending
             except Exception:  # one failing release must not hide the original error or skip the others
                 log.exception("on_error hook failed for %s", ctx.request_id)
 

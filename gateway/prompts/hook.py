@@ -12,6 +12,8 @@ takes the prompt's default model. The upstream never sees the `prompt` field.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import orjson
 
 from gateway.errors import InvalidRequest
@@ -70,9 +72,12 @@ class PromptHook(BaseHook):
     def __init__(self, registry: PromptRegistry) -> None:
         self.registry = registry
 
-    async def before_request(self, ctx: CallContext) -> None:
+    def before_request(self, ctx: CallContext) -> Awaitable[None] | None:
         if ctx.operation != "chat" or ("prompt" not in ctx.body and not ctx.model.startswith(SHORTHAND)):
-            return  # the common path: no prompt named, nothing else done
+            return None  # the common path: no prompt named, nothing else done (and no coroutine made)
+        return self._render(ctx)
+
+    async def _render(self, ctx: CallContext) -> None:
         found = reference(ctx.body)
         if found is None:  # "prompt": null
             ctx.body.pop("prompt", None)

@@ -2,8 +2,9 @@
 
 The cache names a cheap `stamp` query (counts, newest timestamps) and a `reload`. The instance that writes
 calls changed(): it reloads at once and, with Redis, publishes on the cache's channel so the others reload at
-once too. Every instance also polls every stamp every POLL_S (`poll_feeds`), so a change is seen within that time
-without Redis, or when a notice is lost. Database or Redis hiccups are logged and retried, never fatal.
+once too. Every instance also polls every stamp every `cache_poll_s` (config; POLL_S by default, `poll_feeds`), so
+a change is seen within that time without Redis, or when a notice is lost. Database or Redis hiccups are logged
+and retried, never fatal.
 
 Polling costs CPU on an idle instance too, so each stamp is one Core statement (`Database.read_row`; two
 queries in an ORM session cost three times as much), and one task polls every feed in turn. Three feeds polling

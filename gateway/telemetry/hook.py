@@ -47,10 +47,10 @@ class TelemetryHook(BaseHook):
         self.metrics = metrics
         self.tracing = tracing
 
-    async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
+    def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
         self._record(ctx, reply)
 
-    async def on_error(self, ctx: CallContext, error: GatewayError) -> None:
+    def on_error(self, ctx: CallContext, error: GatewayError) -> None:
         if not ctx.completed:  # a stream that fails after its after_response stages ran was already counted
             self._record(ctx, None)
 

@@ -59,7 +59,7 @@ class MeterHook(BaseHook):
 
     async def before_request(self, ctx: CallContext) -> None:
         key = ctx.principal.key if ctx.principal else None
-        if key is not None and (key.budgets or any(rate.tpm for rate in key.rates)):
+        if key is not None and (key.budgets or key.counts_tokens):
             ctx.prompt_tokens = await self.counter.prompt(ctx)
         if ctx.stream:
             options = ctx.body.get("stream_options")

@@ -58,11 +58,11 @@ class RecorderHook(BaseHook):
         self.spool = spool
         self.audit = audit
 
-    async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
+    def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
         self.spool.append(usage_record(ctx))
         self._audit(ctx)
 
-    async def on_error(self, ctx: CallContext, error: GatewayError) -> None:
+    def on_error(self, ctx: CallContext, error: GatewayError) -> None:
         if ctx.principal is not None:
             self.spool.append(usage_record(ctx))
             self._audit(ctx)

@@ -437,9 +437,13 @@ async def test_stream_paused_then_complete_and_closed_leaves_a_usable_connection
         await answer(ok(b"after"))(peer)
 
     server = await serve(script)
-    async with await pool.open_stream(server.endpoint(), b"{}", timeout_s=1) as resp:
-        await asyncio.sleep(0.1)
-        assert resp._conn.complete  # the reader paused the socket, the whole answer was already in
+    async with await pool.open_stream(server.endpoint(), b"{}", timeout_s=5) as resp:
+        # The reader reads nothing; the connection takes in the whole answer regardless. Polled, not one fixed
+        # sleep: on a slow machine under CI's load 0.1 s was once not enough for ~320 KB over loopback.
+        deadline = asyncio.get_running_loop().time() + 3
+        while not resp._conn.complete:
+            assert asyncio.get_running_loop().time() < deadline, "the whole answer never arrived"
+            await asyncio.sleep(0.01)
     assert await within(pool.fetch(server.endpoint(), b"{}", timeout_s=1)) == (200, {"content-length": "5"}, b"after")
     assert server.accepted == 1
 

@@ -1,7 +1,7 @@
 """The kill switch: suspend the tool calls of one key, or of everyone, at once; read from memory on the hot path.
 
 Suspensions are rows in tool_suspensions. The instance that writes one reloads at once; the others hear of it
-through Redis pub/sub when there is Redis, and by polling the table every 0.5 s in any case (ChangeFeed).
+through Redis pub/sub when there is Redis, and by polling the table every `cache_poll_s` (0.5 s) in any case.
 """
 
 from __future__ import annotations

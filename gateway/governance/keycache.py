@@ -1,6 +1,6 @@
 """The in-memory index of virtual keys the hot path reads, refreshed when keys or teams change.
 
-Every instance polls the tables' newest `updated_at` every 0.5 s (storage/changefeed.py), so a revoked key stops
+Every instance polls the tables' newest `updated_at` every `cache_poll_s` (0.5 s), so a revoked key stops
 working within a second everywhere, with or without Redis; with Redis, a change published by one
 instance makes the others reload at once (storage/changefeed.py).
 """

@@ -2,7 +2,7 @@
 
 The index (prompt -> label -> version, `latest` included) is small and held whole; compiled versions are
 immutable, so each is loaded once and kept (bounded). A label move on any instance reaches every other one at
-once through Redis pub/sub when there is Redis, and within 0.5 s by polling in any case. Versions
+once through Redis pub/sub when there is Redis, and within `cache_poll_s` (0.5 s) by polling in any case. Versions
 that labels point to are compiled when the index loads, so a resolved label never waits on the database; a
 version pinned by number is loaded on first use.
 """

@@ -261,7 +261,7 @@ class UsageShipper:
             # Pages of at most 64 rows: converting a row takes ~3 µs on the event loop (and the driver binds it with
             # the GIL held), so a 1,000-row batch at once held requests up for ~3 ms (added p99 at one client).
             for page in statement_pages(rows):
-                result = await connection.exec_driver_sql(insert.sql(len(page)), tuple(insert.params(page)))
+                result = await connection.exec_driver_sql(insert.sql(len(page)), insert.params(page))
                 inserted += max(result.rowcount, 0)
         return inserted
 
@@ -337,8 +337,9 @@ class BulkInsert:
             text = self._sql[rows] = self._head + ", ".join([self._values] * rows) + self._tail
         return text
 
-    def params(self, rows: Sequence[dict[str, object]]) -> list[object]:
-        """The page's values, row after row, in the statement's column order."""
+    def params(self, rows: Sequence[dict[str, object]]) -> tuple[object, ...]:
+        """The page's values, row after row, in the statement's column order: one tuple, one execution (a list
+        would be taken for executemany's list of rows)."""
         names, converters = self.names, self.converters
         flat: list[object] = []
         for row in rows:
@@ -347,7 +348,7 @@ class BulkInsert:
                 value = values[i]
                 values[i] = none if value is None else converter(value)
             flat += values
-        return flat
+        return tuple(flat)
 
 
 def _take_leftover(path: Path) -> int | None:

@@ -1,5 +1,5 @@
-"""Profile mode: py-spy samples the gateway (full governance, non-stream, 50 clients) under load and writes the
-functions with the most own time, and the most inclusive time, as Markdown tables."""
+"""Profile mode: py-spy samples the gateway (full governance, non-stream, `--profile-clients`, 50 by default) under
+load and writes the functions with the most own time, and the most inclusive time, as Markdown tables."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from bench.loadgen import Load, LoadResult, run_load
 from bench.report import command_line, machine_line
 from bench.scenarios import Workspace, check_target, open_target, run_upstream, write_bodies
 from bench.servers import ServerError
-
-CLIENTS = 50
 
 
 def find_py_spy() -> str:
@@ -39,10 +37,13 @@ def run_profile(args: argparse.Namespace, tmp: Path, *, argv: Sequence[str]) -> 
         space = Workspace.from_args(args, tmp, base_url, upstream.pid)
         with open_target("full", space) as target:
             check_target(target, stream=False)
-            run_load(Load(target.url, bodies[False], target.auth, CLIENTS, 2, 1_000_000, False), generator=args.loadgen)
+            run_load(
+                Load(target.url, bodies[False], target.auth, args.profile_clients, 2, 1_000_000, False),
+                generator=args.loadgen,
+            )
             # The load outlasts the recordings at both ends, so every sample is taken under load.
             seconds = 2 * args.profile_duration + 4
-            load = Load(target.url, bodies[False], target.auth, CLIENTS, seconds, 10**9, False)
+            load = Load(target.url, bodies[False], target.auth, args.profile_clients, seconds, 10**9, False)
             loader = threading.Thread(target=lambda: results.append(run_load(load, generator=args.loadgen)))
             loader.start()
             try:
@@ -52,7 +53,8 @@ def run_profile(args: argparse.Namespace, tmp: Path, *, argv: Sequence[str]) -> 
             finally:
                 loader.join()
     stacks = {kind: load_stacks(path) for kind, path in recordings.items()}
-    report = render_profile(stacks, top=args.profile_top, result=results[0] if results else None, argv=argv)
+    result = results[0] if results else None
+    report = render_profile(stacks, top=args.profile_top, clients=args.profile_clients, result=result, argv=argv)
     args.profile.write_text(report + "\n")
     print(report)
     return 0
@@ -95,7 +97,12 @@ def own_and_total(stacks: Counter[tuple[str, ...]]) -> tuple[Counter[str], Count
 
 
 def render_profile(
-    stacks: dict[str, Counter[tuple[str, ...]]], *, top: int, result: LoadResult | None, argv: Sequence[str]
+    stacks: dict[str, Counter[tuple[str, ...]]],
+    *,
+    top: int,
+    clients: int,
+    result: LoadResult | None,
+    argv: Sequence[str],
 ) -> str:
     load = f"{result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, during the profile" if result else "load unknown"
     lines = [
@@ -106,7 +113,8 @@ def render_profile(
         "",
         "Gateway with full governance (a virtual key with budget, rpm and tpm: meter, rate limit, budget and usage "
         f"record run; the shipped policies/: guardrails on input and output), non-stream, "
-        f"{CLIENTS} clients ({load}). py-spy at 100 Hz with `--gil`: only samples of the thread holding the GIL, "
+        f"{clients} client{'s' if clients != 1 else ''} ({load}). "
+        "py-spy at 100 Hz with `--gil`: only samples of the thread holding the GIL, "
         "i.e. where the interpreter spends its time. Own = the function itself was running; total = it was anywhere "
         "on the stack.",
     ]

@@ -220,7 +220,7 @@ class OutputGuardrailHook(BaseHook):
 
     async def on_stream_chunk(self, ctx: CallContext, event: bytes) -> bytes:
         guard = ctx.stream_guard
-        return await guard.on_event(event) if guard is not None else event
+        return await guard.on_event(ctx, event) if guard is not None else event
 
     async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
         if reply is None:

@@ -27,9 +27,11 @@ KEY_BLOCK_START, KEY_BLOCK_END, MAX_HELD_BLOCK = "-----BEGIN", "-----END", 16_38
 
 
 class StreamGuard:
+    """One stream's window state. It does not keep the CallContext (which holds it): each call passes it, so a
+    finished stream's context is freed at once rather than left in a reference cycle for a full collection."""
+
     def __init__(self, engine: GuardrailEngine, ctx: CallContext) -> None:
         self.engine = engine
-        self.ctx = ctx
         guardrails = engine.guardrails(ctx, "output")
         self.windowed = [g for g in guardrails if g.mode == "enforce" and not g.is_context]
         self.at_end = [g for g in guardrails if g not in self.windowed]
@@ -39,9 +41,9 @@ class StreamGuard:
         self.finished = False
         self.template: dict[str, object] | None = None
 
-    async def on_event(self, event: bytes) -> bytes:
+    async def on_event(self, ctx: CallContext, event: bytes) -> bytes:
         if event == DONE_EVENT:
-            return await self._flush_all() + event
+            return await self._flush_all(ctx) + event
         try:
             data = orjson.loads(event[6:])
         except orjson.JSONDecodeError:
@@ -60,7 +62,7 @@ class StreamGuard:
             if isinstance(text, str) and text:
                 self.pending[index] = self.pending.get(index, "") + text
                 self.whole.setdefault(index, []).append(text)
-            released = await self._release(index, final=choice.get("finish_reason") is not None)
+            released = await self._release(ctx, index, final=choice.get("finish_reason") is not None)
             if released or isinstance(text, str):
                 container[field] = released
             other = container is not choice and any(k != "content" for k in container)
@@ -68,7 +70,7 @@ class StreamGuard:
                 keep = True
         return b"data: " + orjson.dumps(data) + b"\n\n" if keep else b""
 
-    async def _release(self, index: int, *, final: bool) -> str:
+    async def _release(self, ctx: CallContext, index: int, *, final: bool) -> str:
         text, held = self.pending.get(index, ""), ""
         begin = text.rfind(KEY_BLOCK_START)
         if not final and begin >= 0 and text.find(KEY_BLOCK_END, begin) < 0 and len(text) - begin <= MAX_HELD_BLOCK:
@@ -76,7 +78,7 @@ class StreamGuard:
             # lines alone would not be recognised once the header had been redacted away.
             text, held = text[:begin], text[begin:]
         if text and self.windowed:
-            text = self._check(text)
+            text = self._check(ctx, text)
         if final:
             self.pending[index] = ""
             return text
@@ -87,7 +89,7 @@ class StreamGuard:
         self.pending[index] = text[cut:] + held
         return text[:cut]
 
-    def _check(self, text: str) -> str:
+    def _check(self, ctx: CallContext, text: str) -> str:
         from gateway.governance.guardrails import Decision
 
         for guardrail in self.windowed:
@@ -96,9 +98,7 @@ class StreamGuard:
                 continue
             kinds = tuple(sorted({f.kind for f in findings}))
             if guardrail.action == "block":
-                self.engine.record(
-                    self.ctx, [Decision(guardrail.id, guardrail.policy, "output", "block", kinds, False)]
-                )
+                self.engine.record(ctx, [Decision(guardrail.id, guardrail.policy, "output", "block", kinds, False)])
                 reason = (
                     guardrail.message or f"The output was blocked by guardrail {guardrail.id} ({guardrail.check_name})."
                 )
@@ -108,15 +108,15 @@ class StreamGuard:
             if guardrail.id not in self.redacted:  # one decision per rule and stream, not one per chunk
                 self.redacted.add(guardrail.id)
                 self.engine.record(
-                    self.ctx, [Decision(guardrail.id, guardrail.policy, "output", guardrail.action, kinds, False)]
+                    ctx, [Decision(guardrail.id, guardrail.policy, "output", guardrail.action, kinds, False)]
                 )
         return text
 
-    async def _flush_all(self) -> bytes:
+    async def _flush_all(self, ctx: CallContext) -> bytes:
         """At [DONE]: release what no finish chunk released, then run the whole-text guardrails."""
         flushed = []
         for index in sorted(self.pending):
-            rest = await self._release(index, final=True)
+            rest = await self._release(ctx, index, final=True)
             if rest:
                 flushed.append({"index": index, "delta": {"content": rest}})
         out = b""
@@ -126,5 +126,5 @@ class StreamGuard:
             slots: list[tuple[dict[str, object], str]] = [
                 ({"t": "".join(parts)}, "t") for _, parts in sorted(self.whole.items())
             ]
-            await self.engine.run(self.ctx, "output", slots, self.at_end)  # type: ignore[arg-type]
+            await self.engine.run(ctx, "output", slots, self.at_end)  # type: ignore[arg-type]
         return out

@@ -45,11 +45,11 @@ class ToolCallHook(BaseHook):
             )
         await self.results.check(ctx)
         if ctx.stream:  # with or without `tools` in the request: a model may emit calls regardless
-            ctx.tool_stream = ToolStream(self.governor, self.guardrails, ctx)
+            ctx.tool_stream = ToolStream(self.governor, self.guardrails)
 
     async def on_stream_chunk(self, ctx: CallContext, event: bytes) -> bytes:
         stream = ctx.tool_stream
-        return await stream.on_event(event) if stream is not None else event
+        return await stream.on_event(ctx, event) if stream is not None else event
 
     def after_response(self, ctx: CallContext, reply: Reply | None) -> Awaitable[None] | None:
         if reply is None or ctx.answer is not None or not has_tool_calls(reply.data):

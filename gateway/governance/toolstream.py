@@ -27,17 +27,18 @@ MAX_HELD_BYTES = 1 << 20  # arguments of one choice's calls held at most; beyond
 
 
 class ToolStream:
-    def __init__(self, governor: ToolGovernor, guardrails: GuardrailEngine, ctx: CallContext) -> None:
+    """One stream's held calls. Like StreamGuard it does not keep the CallContext that holds it (no cycle)."""
+
+    def __init__(self, governor: ToolGovernor, guardrails: GuardrailEngine) -> None:
         self.governor = governor
         self.guardrails = guardrails
-        self.ctx = ctx
         self.held: dict[int, dict[int, dict[str, object]]] = {}  # choice index -> tool index -> call so far
         self.sizes: dict[int, int] = {}
         self.template: dict[str, object] = {}
 
-    async def on_event(self, event: bytes) -> bytes:
+    async def on_event(self, ctx: CallContext, event: bytes) -> bytes:
         if event == DONE_EVENT:
-            return await self._flush_all() + event
+            return await self._flush_all(ctx) + event
         if not self.held and b"tool" not in event and b"\\u" not in event:
             return event  # no call can hide here (not even behind a \\u escape of its key)
         try:
@@ -58,7 +59,7 @@ class ToolStream:
                 if choice.get("finish_reason") is None and not delta:
                     continue  # nothing left of this choice's chunk
             if choice.get("finish_reason") is not None and index in self.held:
-                release, report, kept = await self._release(index)
+                release, report, kept = await self._release(ctx, index)
                 out += release
                 if report:
                     data["gateway"] = {"tool_calls": report}
@@ -90,7 +91,7 @@ class ToolStream:
 
                     raise PolicyDenied("The streamed tool-call arguments exceed 1 MiB; the gateway cannot judge them.")
 
-    async def _release(self, index: int) -> tuple[bytes, list[dict[str, object]], bool]:
+    async def _release(self, ctx: CallContext, index: int) -> tuple[bytes, list[dict[str, object]], bool]:
         """The held calls of one choice, judged: an event with the allowed calls and the explanation (if any),
         the report of the withheld calls, and whether any call was kept."""
         held = self.held.pop(index)
@@ -98,10 +99,10 @@ class ToolStream:
             {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": "".join(c["arguments"])}}  # type: ignore[arg-type]
             for _, c in sorted(held.items())
         ]
-        guardrails = self.guardrails.guardrails(self.ctx, "output")
+        guardrails = self.guardrails.guardrails(ctx, "output")
         if guardrails:
-            await self.guardrails.run(self.ctx, "output", tool_call_slots(calls), guardrails)
-        verdicts: list[Verdict] = await self.governor.judge(self.ctx, calls)
+            await self.guardrails.run(ctx, "output", tool_call_slots(calls), guardrails)
+        verdicts: list[Verdict] = await self.governor.judge(ctx, calls)
         allowed = [v.call for v in verdicts if v.outcome == "allowed"]
         withheld = [v for v in verdicts if v.outcome != "allowed"]
         delta: dict[str, object] = {}
@@ -109,17 +110,17 @@ class ToolStream:
             delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(allowed)]
         if withheld:
             delta["content"] = "\n".join(v.explanation for v in withheld)
-            add_headers(self.ctx, withheld)
+            add_headers(ctx, withheld)
         if not delta:
             return b"", [], False
         chunk = {**self.template, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}
         return b"data: " + orjson.dumps(chunk) + b"\n\n", [v.report() for v in withheld], bool(allowed)
 
-    async def _flush_all(self) -> bytes:
+    async def _flush_all(self, ctx: CallContext) -> bytes:
         """A stream that ended without a finish_reason still has its held calls judged (never silently dropped)."""
         out = b""
         for index in sorted(self.held):
-            release, report, _ = await self._release(index)
+            release, report, _ = await self._release(ctx, index)
             out += release
             if report:
                 extra = {**self.template, "choices": [], "gateway": {"tool_calls": report}}

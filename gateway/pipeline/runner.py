@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from gateway.errors import ClientDisconnected, GatewayError, internal_error, sse_error_event
+from gateway.errors import ClientDisconnected, GatewayError, drop_frames, internal_error, sse_error_event
 from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook, overrides
 from gateway.providers.base import DONE_EVENT, Reply
@@ -76,7 +76,9 @@ class Pipeline:
         except GatewayError as exc:
             # Headers are gone: the error becomes the stream's last event.
             await self._fail(ctx, exc)
-            yield sse_error_event(exc)
+            last = sse_error_event(exc)
+            drop_frames(exc)
+            yield last
         except Exception as exc:  # noqa: BLE001 - converted, like errors.py does for JSON responses
             log.exception("stream %s failed", ctx.request_id)
             error = internal_error(ctx.request_id)

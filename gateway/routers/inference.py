@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from gateway.errors import ClientDisconnected, GatewayError, error_response, internal_error
+from gateway.errors import ClientDisconnected, GatewayError, drop_frames, error_response, internal_error
 from gateway.middleware import OVERHEAD
 from gateway.pipeline.context import CallContext, Operation
 from gateway.providers.base import Reply
@@ -50,6 +50,7 @@ async def serve(scope: Scope, receive: Receive, send: Send) -> None:
             response = event_stream(result, answer_headers(ctx))
     except GatewayError as exc:
         body, response = None, error_response(exc)
+        drop_frames(exc)
     except Exception:  # rendered here as errors.py renders it for FastAPI routes
         request_id = scope["state"]["request_id"]
         log.exception("unhandled error in request %s", request_id)

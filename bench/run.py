@@ -62,6 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     soak.add_argument("--soak", type=int, nargs="?", const=1_000_000, metavar="N", help="N requests (default 1M)")
     soak.add_argument("--soak-clients", type=int, default=50)
     soak.add_argument("--soak-scenario", choices=("full", "bare"), default="full")
+    soak.add_argument("--soak-stream", action="store_true", help="streamed requests (10 chunks) instead of JSON")
     soak.add_argument("--soak-max-growth", type=float, default=5.0, help="MB per 100k requests that fails (5)")
     soak.add_argument("--soak-timeout", type=float, help="seconds (default: N / 200 + 60)")
     soak.add_argument("--soak-settle", type=float, default=90.0, help="first seconds left out of the trend (90)")

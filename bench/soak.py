@@ -1,4 +1,5 @@
-"""Soak mode: N requests against full governance (or bare) at a fixed concurrency, RSS sampled every second;
+"""Soak mode: N requests against full governance (or bare) at a fixed concurrency, JSON or streamed (`--soak-stream`:
+the path with the most per-call state), RSS sampled every second;
 fails if the second half of the run shows a memory growth trend steeper than the allowed MB per 100k requests.
 
 The first `--soak-settle` seconds (default 90) never count: the rate limiter's exact sliding window holds every
@@ -92,11 +93,12 @@ def run_soak(args: argparse.Namespace, tmp: Path) -> int:
     with run_upstream(tmp) as (upstream, base_url):
         space = Workspace.from_args(args, tmp, base_url, upstream.pid)
         with open_target(args.soak_scenario, space) as target:
-            check_target(target, stream=False)
-            warmup = Load(target.url, bodies[False], target.auth, args.soak_clients, 2, 2_000, False)
+            stream = args.soak_stream
+            check_target(target, stream=stream)
+            warmup = Load(target.url, bodies[stream], target.auth, args.soak_clients, 2, 2_000, stream)
             run_load(warmup, generator=args.loadgen)
             print(f"soak: {total:,} requests, {args.soak_clients} clients, at most {timeout_s:.0f} s", file=sys.stderr)
-            load = Load(target.url, bodies[False], target.auth, args.soak_clients, timeout_s, total, False)
+            load = Load(target.url, bodies[stream], target.auth, args.soak_clients, timeout_s, total, stream)
             with RssSampler(target.pid) as sampler:
                 result = run_load(load, generator=args.loadgen, on_progress=sampler.progress)
                 sampler.progress(result.requests)
@@ -140,6 +142,7 @@ def render_soak(
         ("RSS min / max", f"{low:,.1f} / {high:,.1f} MB"),
         ("verdict", verdict),
     ]
-    head = f"Soak: {LABELS[args.soak_scenario]}, {args.soak_clients} clients, workers {args.workers}"
+    head = f"Soak: {LABELS[args.soak_scenario]}, {'stream' if args.soak_stream else 'non-stream'}, "
+    head += f"{args.soak_clients} clients, workers {args.workers}"
     head += f", loadgen {args.loadgen}"
     return "\n".join([head, "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])

@@ -64,6 +64,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     soak.add_argument("--soak-scenario", choices=("full", "bare"), default="full")
     soak.add_argument("--soak-stream", action="store_true", help="streamed requests (10 chunks) instead of JSON")
     soak.add_argument("--soak-max-growth", type=float, default=5.0, help="MB per 100k requests that fails (5)")
+    soak.add_argument("--soak-max-rss", type=float, default=150.0, help="MB per process that fails (150)")
     soak.add_argument("--soak-timeout", type=float, help="seconds (default: N / 200 + 60)")
     soak.add_argument("--soak-settle", type=float, default=90.0, help="first seconds left out of the trend (90)")
     profile = parser.add_argument_group("profile mode")

@@ -1,6 +1,7 @@
 """Soak mode: N requests against full governance (or bare) at a fixed concurrency, JSON or streamed (`--soak-stream`:
-the path with the most per-call state), RSS sampled every second;
-fails if the second half of the run shows a memory growth trend steeper than the allowed MB per 100k requests.
+the path with the most per-call state), RSS sampled every second. Fails if the second half of the run shows a
+memory growth trend steeper than the allowed MB per 100k requests, or if any process goes over `--soak-max-rss`
+(150 MB, the per-process budget) at any point: before 6d9ced9 a streamed soak grew to 255 MB, then flattened.
 
 The first `--soak-settle` seconds (default 90) never count: the rate limiter's exact sliding window holds every
 request of the last 60 s, so memory rightly grows until the window is full, then must stay flat.
@@ -105,8 +106,16 @@ def run_soak(args: argparse.Namespace, tmp: Path) -> int:
                 sampler.take()
     trend = fit_trend(sampler.samples, settle_s=args.soak_settle)
     print(render_soak(result.requests, total, result.errors, result.duration_s, sampler.samples, trend, args))
-    failed = result.errors > 0 or result.requests < total or trend is None
+    failed = (
+        result.errors > 0 or result.requests < total or trend is None or peak_mb(sampler.samples) > args.soak_max_rss
+    )
     return 1 if failed or (trend is not None and trend.slope_mb_per_100k > args.soak_max_growth) else 0
+
+
+def peak_mb(samples: Sequence[RssSample]) -> float:
+    """The largest process's highest RSS: a trend that flattens out high (a full garbage collection arriving at
+    last) is still a failure if it went over the per-process budget on the way."""
+    return max((s.rss_max_mb for s in samples), default=0.0)
 
 
 def render_soak(
@@ -127,6 +136,8 @@ def render_soak(
         verdict = f"**failed**: RSS grows {trend.slope_mb_per_100k:+.2f} MB per 100k requests (limit {limit:g})"
     else:
         verdict = f"passed: {trend.slope_mb_per_100k:+.2f} MB per 100k requests (limit {limit:g})"
+    if peak_mb(samples) > args.soak_max_rss:
+        verdict += f"; **failed**: a process reached {peak_mb(samples):,.1f} MB (limit {args.soak_max_rss:g})"
     if done < total:
         verdict += f"; **incomplete**: {done:,} of {total:,} requests within the time limit"
     if errors:

@@ -76,6 +76,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     counted.add_argument("--instructions", type=int, metavar="N", help="N sequential calls under callgrind")
     counted.add_argument("--instructions-idle", type=float, default=10.0, help="seconds of background measured (10)")
     args = parser.parse_args(argv)
+    for name in ("profile_clients", "soak_clients", "soak_max_rss"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be above 0")
     if args.quick:
         args.scenarios, args.clients, args.loadgen = "bare,full", "1,10", "python"
         args.duration, args.warmup, args.max_requests, args.ttft_requests = 5.0, 5.0, 50, 10

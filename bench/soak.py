@@ -130,14 +130,16 @@ def render_soak(
     limit = args.soak_max_growth
     first, last = samples[0], samples[-1]
     middle = min(samples, key=lambda s: abs(s.requests - done / 2))
+    over = peak_mb(samples) > args.soak_max_rss
     if trend is None:
         verdict = f"**failed**: too few samples after {args.soak_settle:g} s and half-way to fit a trend; raise N"
     elif trend.slope_mb_per_100k > limit:
         verdict = f"**failed**: RSS grows {trend.slope_mb_per_100k:+.2f} MB per 100k requests (limit {limit:g})"
     else:
-        verdict = f"passed: {trend.slope_mb_per_100k:+.2f} MB per 100k requests (limit {limit:g})"
-    if peak_mb(samples) > args.soak_max_rss:
-        verdict += f"; **failed**: a process reached {peak_mb(samples):,.1f} MB (limit {args.soak_max_rss:g})"
+        verdict = f"{'**failed**' if over else 'passed'}: {trend.slope_mb_per_100k:+.2f} MB per 100k requests"
+        verdict += f" (limit {limit:g})"
+    if over:
+        verdict += f"; a process reached {peak_mb(samples):,.1f} MB (limit {args.soak_max_rss:g})"
     if done < total:
         verdict += f"; **incomplete**: {done:,} of {total:,} requests within the time limit"
     if errors:

@@ -192,6 +192,7 @@ def drop_frames(error: BaseException) -> None:
             seen.add(id(exc))
             exc.__traceback__ = None
             pending += [e for e in (exc.__cause__, exc.__context__) if e is not None]
+            pending += getattr(exc, "exceptions", ())  # an ExceptionGroup's members
 
 
 def error_response(error: GatewayError, request_id: str | None = None) -> Response:

@@ -88,6 +88,9 @@ class Pipeline:
         except (asyncio.CancelledError, GeneratorExit):
             if ctx.error is None and not ctx.completed:
                 await self._fail(ctx, DISCONNECTED)
+            # The cancellation's traceback holds this frame, and whoever cancelled (anyio's task group) holds the
+            # cancellation: without ctx in the frame, that cycle does not keep the call's context alive.
+            del ctx
             raise
         finally:
             await events.aclose()  # type: ignore[attr-defined]

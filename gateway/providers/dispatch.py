@@ -72,6 +72,9 @@ class Dispatcher:
             raise last
         finally:
             ctx.upstream_s += time.perf_counter() - started
+            # A failed attempt's traceback holds this frame, which would hold the error and ctx: a reference cycle
+            # per call that succeeded on a retry or a fallback (errors.drop_frames handles answered errors).
+            last = None
 
     def _delay(self, retry: int, exc: GatewayError) -> float:
         retry_after = exc.headers.get("retry-after")

@@ -23,7 +23,8 @@ from gateway.config import GatewayConfig
 from gateway.governance.auth import Authenticator, AuthHook
 from gateway.governance.budget import BudgetHook
 from gateway.governance.checks import build_check
-from gateway.governance.counters import Counters, MemoryCounters, Period, period_start
+from gateway.governance.counters import Counters, Period, period_start
+from gateway.governance.counters_memory import MemoryCounters
 from gateway.governance.guardrails import GuardrailEngine, InputGuardrailHook, OutputGuardrailHook
 from gateway.governance.keycache import KeyCache
 from gateway.governance.keys import KeyService

@@ -1,4 +1,4 @@
-"""Tests for gateway.governance.counters (memory) and counters_redis (the real Redis on 127.0.0.1:6379)."""
+"""Tests for gateway.governance.counters_memory and counters_redis (the real Redis on 127.0.0.1:6379)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from redis.asyncio import Redis
 
-from gateway.governance import counters as counters_module
+from gateway.governance import counters_memory
 from gateway.governance.counters import (
     BudgetRefusal,
     BudgetScope,
     Counters,
-    MemoryCounters,
     Period,
     RateScope,
     period_start,
 )
+from gateway.governance.counters_memory import MemoryCounters
 from gateway.governance.counters_redis import RedisCounters
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -416,7 +416,7 @@ async def test_memory_rate_window_stays_exact_and_small_over_two_minutes_of_busy
             live = [tokens for ts, tokens in log if ts > t - 60]
             assert decision.remaining_requests == scope.rpm - len(live)
             assert decision.remaining_tokens == scope.tpm - sum(live[:-1]) - 100  # before this call's correction
-    in_counters = tracemalloc.Filter(True, counters_module.__file__)
+    in_counters = tracemalloc.Filter(True, counters_memory.__file__)
     held = sum(stat.size for stat in tracemalloc.take_snapshot().filter_traces([in_counters]).statistics("filename"))
     tracemalloc.stop()
     assert held < 6_000 * 16 * 3  # the last minute's 6,000 requests (array growth leaves spare room)

@@ -27,7 +27,8 @@ from gateway.audit.config import AuditConfig
 from gateway.audit.events import AuditEvent, event_row
 from gateway.audit.retention import AuditChainBrokenError, prune
 from gateway.storage.db import Database
-from gateway.usage.shipper import UsageShipper, statement_pages
+from gateway.usage.insert import statement_pages
+from gateway.usage.shipper import UsageShipper
 from gateway.usage.spool import UsageSpool
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from sqlmodel import select
 
 from gateway.storage.db import Database, open_database, run_migrations
 from gateway.storage.tables import UsageRecord
-from gateway.usage.shipper import REJECTED_FILE, UsageShipper, statement_pages
+from gateway.usage.insert import statement_pages
+from gateway.usage.shipper import REJECTED_FILE, UsageShipper
 from gateway.usage.spool import UsageSpool
 
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

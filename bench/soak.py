@@ -105,11 +105,30 @@ def run_soak(args: argparse.Namespace, tmp: Path) -> int:
                 sampler.progress(result.requests)
                 sampler.take()
     trend = fit_trend(sampler.samples, settle_s=args.soak_settle)
-    print(render_soak(result.requests, total, result.errors, result.duration_s, sampler.samples, trend, args))
-    failed = (
-        result.errors > 0 or result.requests < total or trend is None or peak_mb(sampler.samples) > args.soak_max_rss
-    )
-    return 1 if failed or (trend is not None and trend.slope_mb_per_100k > args.soak_max_growth) else 0
+    failures = soak_failures(result.requests, total, result.errors, sampler.samples, trend, args)
+    print(render_soak(result.requests, total, result.errors, result.duration_s, sampler.samples, trend, failures, args))
+    return 1 if failures else 0
+
+
+def soak_failures(
+    done: int, total: int, errors: int, samples: Sequence[RssSample], trend: Trend | None, args: argparse.Namespace
+) -> list[str]:
+    """Why the soak failed, one reason each; empty when it passed. The exit code and the verdict both come from
+    here."""
+    reasons = []
+    if trend is None:
+        reasons.append(f"too few samples after {args.soak_settle:g} s and half-way to fit a trend; raise N")
+    elif trend.slope_mb_per_100k > args.soak_max_growth:
+        reasons.append(
+            f"RSS grows {trend.slope_mb_per_100k:+.2f} MB per 100k requests (limit {args.soak_max_growth:g})"
+        )
+    if peak_mb(samples) > args.soak_max_rss:
+        reasons.append(f"a process reached {peak_mb(samples):,.1f} MB (limit {args.soak_max_rss:g})")
+    if done < total:
+        reasons.append(f"incomplete: {done:,} of {total:,} requests within the time limit")
+    if errors:
+        reasons.append(f"{errors:,} errors")
+    return reasons
 
 
 def peak_mb(samples: Sequence[RssSample]) -> float:
@@ -125,25 +144,16 @@ def render_soak(
     duration_s: float,
     samples: Sequence[RssSample],
     trend: Trend | None,
+    failures: Sequence[str],
     args: argparse.Namespace,
 ) -> str:
-    limit = args.soak_max_growth
     first, last = samples[0], samples[-1]
     middle = min(samples, key=lambda s: abs(s.requests - done / 2))
-    over = peak_mb(samples) > args.soak_max_rss
-    if trend is None:
-        verdict = f"**failed**: too few samples after {args.soak_settle:g} s and half-way to fit a trend; raise N"
-    elif trend.slope_mb_per_100k > limit:
-        verdict = f"**failed**: RSS grows {trend.slope_mb_per_100k:+.2f} MB per 100k requests (limit {limit:g})"
+    if failures:
+        verdict = "**failed**: " + "; ".join(failures)
     else:
-        verdict = f"{'**failed**' if over else 'passed'}: {trend.slope_mb_per_100k:+.2f} MB per 100k requests"
-        verdict += f" (limit {limit:g})"
-    if over:
-        verdict += f"; a process reached {peak_mb(samples):,.1f} MB (limit {args.soak_max_rss:g})"
-    if done < total:
-        verdict += f"; **incomplete**: {done:,} of {total:,} requests within the time limit"
-    if errors:
-        verdict += f"; **{errors:,} errors**"
+        assert trend is not None  # no trend is a failure
+        verdict = f"passed: {trend.slope_mb_per_100k:+.2f} MB per 100k requests (limit {args.soak_max_growth:g})"
     low, high = min(s.rss_total_mb for s in samples), max(s.rss_total_mb for s in samples)
     rows = [
         ("requests answered", f"{done:,} of {total:,} in {duration_s:,.0f} s ({done / duration_s:,.0f} req/s)"),

@@ -1,10 +1,14 @@
-"""The benchmark script cannot rot: `bench/run.py --quick` runs end to end (a few hundred requests, gateway only)."""
+"""The benchmark script cannot rot: `bench/run.py --quick` runs end to end (a few hundred requests, gateway only);
+the soak's pass/fail rule holds."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
+
+from bench.soak import RssSample, fit_trend, soak_failures
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_CELLS = {
@@ -46,3 +50,17 @@ def test_bench_quick_run_measures_bare_and_full_governance_without_errors() -> N
         assert row["errors"] == "0", cell
         assert row["loadgen CPU"].endswith("(python)"), cell  # CI has no wrk
     assert rows[("gateway full", "yes", "1")]["TTFT p50 / p99 ms"] != "–"
+
+
+def test_soak_fails_on_growth_and_on_a_peak_over_the_budget() -> None:
+    """A soak passes only flat and under the per-process budget: a run that grew to 255 MB before a late full
+    collection flattened it passed on its trend alone until the budget was checked too."""
+    args = argparse.Namespace(soak_max_growth=5.0, soak_max_rss=150.0, soak_settle=90.0)
+
+    def failures(rss: list[float]) -> list[str]:
+        samples = [RssSample(i, i * 1000, mb, mb) for i, mb in enumerate(rss)]
+        return soak_failures(len(rss) * 1000, len(rss) * 1000, 0, samples, fit_trend(samples, settle_s=90.0), args)
+
+    assert failures([120.0] * 300) == []
+    assert failures([120.0 + i * 0.1 for i in range(300)]) == ["RSS grows +10.00 MB per 100k requests (limit 5)"]
+    assert failures([117.0 + i for i in range(140)] + [255.0] * 160) == ["a process reached 256.0 MB (limit 150)"]

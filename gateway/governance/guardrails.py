@@ -216,7 +216,7 @@ class OutputGuardrailHook(BaseHook):
 
             guardrails = self.engine.guardrails(ctx, "output")
             if guardrails:
-                ctx.stream_guard = StreamGuard(self.engine, ctx)
+                ctx.stream_guard = StreamGuard(self.engine, guardrails)
 
     async def on_stream_chunk(self, ctx: CallContext, event: bytes) -> bytes:
         guard = ctx.stream_guard

@@ -10,6 +10,7 @@ guardrails see the whole text at the end; an enforced block from them can only e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import orjson
@@ -21,6 +22,7 @@ from gateway.providers.base import DONE_EVENT
 
 if TYPE_CHECKING:
     from gateway.governance.guardrails import GuardrailEngine
+    from gateway.governance.loader import CompiledGuardrail
 
 WINDOW = 96
 KEY_BLOCK_START, KEY_BLOCK_END, MAX_HELD_BLOCK = "-----BEGIN", "-----END", 16_384
@@ -30,15 +32,14 @@ class StreamGuard:
     """One stream's window state. It does not keep the CallContext (which holds it): each call passes it, so a
     finished stream's context is freed at once rather than left in a reference cycle for a full collection."""
 
-    def __init__(self, engine: GuardrailEngine, ctx: CallContext) -> None:
+    def __init__(self, engine: GuardrailEngine, guardrails: Sequence[CompiledGuardrail]) -> None:
+        """`guardrails`: the call's output guardrails, as the engine selected them for it."""
         self.engine = engine
-        guardrails = engine.guardrails(ctx, "output")
         self.windowed = [g for g in guardrails if g.mode == "enforce" and not g.is_context]
         self.at_end = [g for g in guardrails if g not in self.windowed]
         self.pending: dict[int, str] = {}
         self.whole: dict[int, list[str]] = {}
         self.redacted: set[str] = set()
-        self.finished = False
         self.template: dict[str, object] | None = None
 
     async def on_event(self, ctx: CallContext, event: bytes) -> bytes:

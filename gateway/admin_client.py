@@ -1,4 +1,4 @@
-"""The CLI twins of the admin API: `gateway keys`, `gateway teams` and `gateway usage`, over HTTP.
+"""The HTTP client of the admin API that every `gateway` admin command uses: connection flags, requests, tables.
 
 The CLI talks to a running gateway (so every instance's key cache hears of the change) with the master
 key or an admin key: `--url` or GATEWAY_URL, `--key` or GATEWAY_MASTER_KEY.
@@ -8,40 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 from gateway.settings import Settings
-from gateway.usage.report import UsageRow, render_csv, render_json, render_table
-
-LIMIT_FLAGS = ("budget", "period", "rpm", "tpm", "models")
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="gateway base URL (default $GATEWAY_URL or http://127.0.0.1:4000)")
     parser.add_argument("--key", help="admin or master key (default $GATEWAY_MASTER_KEY)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def add_limit_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
-    parser.add_argument("--budget", type=float, help="budget in USD per period")
-    parser.add_argument("--period", choices=["daily", "weekly", "monthly", "total"])
-    parser.add_argument("--rpm", type=int, help="requests per minute")
-    parser.add_argument("--tpm", type=int, help="tokens per minute")
-    parser.add_argument("--models", help="comma-separated allowed models (default: all)")
-    if not create:
-        parser.add_argument("--clear", action="append", default=[], choices=LIMIT_FLAGS, help="remove a limit")
-
-
-def limits_of(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for name in LIMIT_FLAGS:
-        value = getattr(args, name, None)
-        if value is not None:
-            body[name] = [m.strip() for m in value.split(",") if m.strip()] if name == "models" else value
-    for name in getattr(args, "clear", []):
-        body[name] = None
-    return body
 
 
 def request(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> Any:
@@ -83,119 +58,3 @@ def fmt(value: Any) -> str:
     if isinstance(value, list):
         return ",".join(map(str, value))
     return str(value)
-
-
-KEY_COLUMNS = ("id", "prefix", "name", "team_id", "role", "budget", "period", "rpm", "tpm", "models", "revoked_at")
-TEAM_COLUMNS = ("id", "name", "budget", "period", "rpm", "tpm", "models")
-
-
-def cmd_keys(args: argparse.Namespace) -> int:
-    action = args.action
-    if action == "create":
-        body = {"name": args.name, "role": args.role, **limits_of(args)}
-        if args.team:
-            body["team"] = args.team
-        if args.expires:
-            body["expires_at"] = args.expires
-        data = request(args, "POST", "/admin/keys", json=body)
-        show(args, data, KEY_COLUMNS)
-        if not args.json:
-            print(
-                f"\nkey: {data['key']}\nStore it now: it is shown once and cannot be retrieved again.", file=sys.stderr
-            )
-    elif action == "list":
-        params = {"include_revoked": "true" if args.all else "false", **({"team": args.team} if args.team else {})}
-        show(args, request(args, "GET", "/admin/keys", params=params), KEY_COLUMNS)
-    elif action == "show":
-        show(args, request(args, "GET", f"/admin/keys/{args.ref}"), KEY_COLUMNS)
-    elif action == "update":
-        body = limits_of(args)
-        for name in ("name", "role", "team"):
-            if getattr(args, name, None) is not None:
-                body[name] = getattr(args, name)
-        if args.expires is not None:
-            body["expires_at"] = args.expires or None
-        show(args, request(args, "PATCH", f"/admin/keys/{args.ref}", json=body), KEY_COLUMNS)
-    elif action == "rotate":
-        data = request(args, "POST", f"/admin/keys/{args.ref}/rotate")
-        show(args, data, KEY_COLUMNS)
-        if not args.json:
-            print(f"\nnew key: {data['key']}\nThe old secret no longer works.", file=sys.stderr)
-    elif action == "revoke":
-        show(args, request(args, "POST", f"/admin/keys/{args.ref}/revoke"), KEY_COLUMNS)
-    return 0
-
-
-def cmd_teams(args: argparse.Namespace) -> int:
-    if args.action == "create":
-        data = request(args, "POST", "/admin/teams", json={"name": args.name, **limits_of(args)})
-    elif args.action == "list":
-        data = request(args, "GET", "/admin/teams")
-    elif args.action == "show":
-        data = request(args, "GET", f"/admin/teams/{args.ref}")
-    else:
-        data = request(args, "PATCH", f"/admin/teams/{args.ref}", json=limits_of(args))
-    show(args, data, TEAM_COLUMNS)
-    return 0
-
-
-def cmd_usage(args: argparse.Namespace) -> int:
-    params = {"group_by": args.group_by}
-    for param, value in (("from", args.start), ("to", args.end), ("key", args.for_key), ("team", args.for_team)):
-        if value:
-            params[param] = value
-    data = request(args, "GET", "/admin/usage", params=params)
-    rows = [UsageRow.model_validate(row) for row in data["data"]]
-    render = {"table": render_table, "csv": render_csv, "json": render_json}["json" if args.json else args.format]
-    sys.stdout.write(render(rows))
-    return 0
-
-
-def add_admin_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    keys = commands.add_parser("keys", help="manage virtual keys")
-    key_actions = keys.add_subparsers(dest="action", required=True)
-    create = key_actions.add_parser("create", help="create a key; prints its secret once")
-    create.add_argument("--name", default="key")
-    create.add_argument("--team", help="team id or name")
-    create.add_argument("--role", default="member", choices=["admin", "member", "approver", "viewer"])
-    create.add_argument("--expires", help="expiry, ISO 8601 with timezone, e.g. 2026-12-31T00:00:00Z")
-    add_limit_flags(create, create=True)
-    listing = key_actions.add_parser("list", help="list keys")
-    listing.add_argument("--team")
-    listing.add_argument("--all", action="store_true", help="include revoked keys")
-    for action in ("show", "rotate", "revoke"):
-        key_actions.add_parser(action, help=f"{action} a key (by id or prefix)").add_argument("ref")
-    update = key_actions.add_parser("update", help="change a key's limits, team, role or expiry")
-    update.add_argument("ref")
-    update.add_argument("--name")
-    update.add_argument("--team")
-    update.add_argument("--role", choices=["admin", "member", "approver", "viewer"])
-    update.add_argument("--expires", help="new expiry; '' removes it")
-    add_limit_flags(update, create=False)
-    for sub in key_actions.choices.values():
-        add_connection_flags(sub)
-    keys.set_defaults(handler=cmd_keys)
-
-    teams = commands.add_parser("teams", help="manage teams")
-    team_actions = teams.add_subparsers(dest="action", required=True)
-    team_create = team_actions.add_parser("create", help="create a team")
-    team_create.add_argument("--name", required=True)
-    add_limit_flags(team_create, create=True)
-    team_actions.add_parser("list", help="list teams")
-    team_actions.add_parser("show", help="show a team").add_argument("ref")
-    team_update = team_actions.add_parser("update", help="change a team's limits")
-    team_update.add_argument("ref")
-    add_limit_flags(team_update, create=False)
-    for sub in team_actions.choices.values():
-        add_connection_flags(sub)
-    teams.set_defaults(handler=cmd_teams)
-
-    usage = commands.add_parser("usage", help="tokens and cost by key, team, model or day")
-    usage.add_argument("--group-by", default="key", choices=["key", "team", "model", "day", "prompt"])
-    usage.add_argument("--from", dest="start", help="start (ISO date or time, UTC)")
-    usage.add_argument("--to", dest="end", help="end, exclusive")
-    usage.add_argument("--for-key", help="only this key (id)")
-    usage.add_argument("--for-team", help="only this team (id)")
-    usage.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    add_connection_flags(usage)
-    usage.set_defaults(handler=cmd_usage)

@@ -9,16 +9,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import __version__
-from gateway.admin_client import add_admin_commands
 from gateway.allocator import limit_malloc_arenas
 from gateway.approvals.cli import add_approval_commands
 from gateway.audit.cli import add_audit_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
-from gateway.governance.policytest import add_policy_commands
+from gateway.identity.cli import add_identity_commands
+from gateway.policy.cli import add_policy_commands
 from gateway.prompts.cli import add_prompt_commands
 from gateway.settings import Settings, environment
 from gateway.storage.db import HEAD_REVISION, MigrationError, mask_password, run_migrations
 from gateway.telemetry.multiprocess import multiprocess_metrics
+from gateway.usage.cli import add_usage_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.set_defaults(handler=cmd_config_check)
 
-    add_admin_commands(commands)
+    add_identity_commands(commands)
+    add_usage_commands(commands)
     add_policy_commands(commands)
     add_audit_commands(commands)
     add_approval_commands(commands)

@@ -19,32 +19,34 @@ from gateway.approvals.killswitch import ToolSwitch
 from gateway.approvals.service import ApprovalService
 from gateway.approvals.webhooks import WebhookNotifier
 from gateway.audit.log import AuditLog
+from gateway.calls.caller import Period
+from gateway.checks.context import build_check
 from gateway.config import GatewayConfig
-from gateway.governance.auth import Authenticator, AuthHook
-from gateway.governance.budget import BudgetHook
-from gateway.governance.checks import build_check
-from gateway.governance.counters import Counters, Period, period_start
-from gateway.governance.counters_memory import MemoryCounters
-from gateway.governance.guardrails import GuardrailEngine, InputGuardrailHook, OutputGuardrailHook
-from gateway.governance.keycache import KeyCache
-from gateway.governance.keys import KeyService
-from gateway.governance.ratelimit import RateLimitHook
-from gateway.governance.store import PolicyStore
-from gateway.governance.toolcalls import ToolGovernor
-from gateway.governance.toolhook import ToolCallHook
+from gateway.identity.auth import Authenticator, AuthHook
+from gateway.identity.keycache import KeyCache
+from gateway.identity.keys import KeyService
+from gateway.limits.budget import BudgetHook
+from gateway.limits.counters import Counters, period_start
+from gateway.limits.counters_memory import MemoryCounters
+from gateway.limits.ratelimit import RateLimitHook
+from gateway.pipeline.dispatch import Dispatcher
 from gateway.pipeline.parse import ParseHook
 from gateway.pipeline.routing import RoutingHook
 from gateway.pipeline.runner import Pipeline
+from gateway.policy.guardrails import GuardrailEngine
+from gateway.policy.hook import InputGuardrailHook, OutputGuardrailHook
+from gateway.policy.store import PolicyStore
 from gateway.prompts.hook import PromptHook
 from gateway.prompts.registry import PromptRegistry
 from gateway.prompts.store import PromptStore
 from gateway.providers.connections import ConnectionPool
-from gateway.providers.dispatch import Dispatcher
 from gateway.providers.openai_compat import OpenAICompatProvider
 from gateway.providers.registry import ProviderRegistry
 from gateway.storage.changefeed import poll_feeds
 from gateway.storage.db import Database, open_database
 from gateway.telemetry.hook import Telemetry, open_telemetry
+from gateway.toolcalls.governor import ToolGovernor
+from gateway.toolcalls.hook import ToolCallHook
 from gateway.usage.meter import MeterHook, PromptCounter
 from gateway.usage.pricing import PriceTable
 from gateway.usage.recorder import RecorderHook
@@ -120,7 +122,7 @@ async def open_counters(config: GatewayConfig, stack: AsyncExitStack) -> tuple[C
         counters: Counters = MemoryCounters()
         stack.push_async_callback(counters.close)
         return counters, None
-    from gateway.governance.counters_redis import RedisCounters
+    from gateway.limits.counters_redis import RedisCounters
 
     redis_counters = await RedisCounters.from_url(config.redis_url)
     stack.push_async_callback(redis_counters.close)

@@ -17,11 +17,11 @@ from fastapi import FastAPI
 from sqlalchemy import event
 
 from gateway.app import create_app
+from gateway.calls.context import CallContext
 from gateway.errors import GatewayError
-from gateway.governance.streamguard import StreamGuard
-from gateway.governance.toolstream import ToolStream
-from gateway.pipeline.context import CallContext
+from gateway.policy.streamguard import StreamGuard
 from gateway.storage.changefeed import ChangeFeed
+from gateway.toolcalls.stream import ToolStream
 from tests.conftest import AUTH, MakeConfig, chat
 
 in_test_request = contextvars.ContextVar("in_test_request", default=False)

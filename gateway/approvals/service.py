@@ -30,11 +30,11 @@ from sqlmodel import col, select
 from gateway.approvals.webhooks import Notifier
 from gateway.audit.events import MASTER, AuditEvent
 from gateway.audit.log import AuditLog
+from gateway.calls.caller import Principal
 from gateway.errors import ApprovalNotFound, ApprovalRequired, Conflict, PermissionDenied, PolicyDenied
-from gateway.governance.engine import ToolDecision, binding_hash
-from gateway.pipeline.context import Principal
 from gateway.storage.db import Database
 from gateway.storage.tables import ApprovalRequest
+from gateway.toolcalls.engine import ToolDecision, binding_hash
 
 log = logging.getLogger("gateway.approvals")
 STATUSES = ("pending", "approved", "denied", "expired", "cancelled", "executed")

@@ -26,7 +26,7 @@ from uuid import UUID, uuid4
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from gateway.pipeline.context import Principal
+from gateway.calls.caller import Principal
 
 GENESIS_HASH = "0" * 64  # the prev_hash of the first record ever written
 MASTER = "master"  # actor of the master key

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 
+from gateway.calls.context import CallContext
 from gateway.errors import GatewayError
-from gateway.pipeline.context import CallContext
 from gateway.providers.base import Reply
 
 

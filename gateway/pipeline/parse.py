@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.pipeline.context import CallContext
+from gateway.calls.context import CallContext
 from gateway.pipeline.hooks import BaseHook
 from gateway.schemas.openai import check_chat, check_completion, check_embedding, parse_json_body
 

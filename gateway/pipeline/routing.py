@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.calls.context import CallContext
 from gateway.errors import ModelNotFound, PermissionDenied
-from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
 from gateway.providers.registry import ProviderRegistry
 

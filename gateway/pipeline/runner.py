@@ -6,11 +6,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 
+from gateway.calls.context import CallContext
 from gateway.errors import ClientDisconnected, GatewayError, drop_frames, internal_error, sse_error_event
-from gateway.pipeline.context import CallContext
+from gateway.pipeline.dispatch import Dispatcher
 from gateway.pipeline.hooks import BaseHook, overrides
 from gateway.providers.base import DONE_EVENT, Reply
-from gateway.providers.dispatch import Dispatcher
 
 log = logging.getLogger("gateway.pipeline")
 DISCONNECTED = ClientDisconnected("The client closed the connection before the answer was complete.")

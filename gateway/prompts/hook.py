@@ -16,8 +16,8 @@ from collections.abc import Awaitable
 
 import orjson
 
+from gateway.calls.context import CallContext
 from gateway.errors import InvalidRequest
-from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
 from gateway.prompts.registry import PromptRegistry
 

@@ -20,8 +20,8 @@ from sqlmodel import col, select
 
 from gateway.audit.events import AuditEvent
 from gateway.audit.log import AuditLog
+from gateway.calls.caller import Principal
 from gateway.errors import InvalidRequest, PermissionDenied, PromptNotFound
-from gateway.pipeline.context import Principal
 from gateway.prompts.render import TemplateInvalid, check_templates
 from gateway.prompts.spec import LATEST, PromptSpec, check_label, prompt_file
 from gateway.storage.db import Database

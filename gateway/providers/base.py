@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import orjson
 
@@ -18,8 +18,9 @@ from gateway.errors import (
 
 if TYPE_CHECKING:
     from gateway.config import ModelConfig
-    from gateway.pipeline.context import JSONObject, Operation
 
+Operation = Literal["chat", "completions", "embeddings"]
+JSONObject = dict[str, object]
 DONE_EVENT = b"data: [DONE]\n\n"
 
 

@@ -22,8 +22,7 @@ import orjson
 
 from gateway.config import ModelConfig
 from gateway.errors import InvalidRequest
-from gateway.pipeline.context import JSONObject, Operation
-from gateway.providers.base import DONE_EVENT, Reply, error_for_status
+from gateway.providers.base import DONE_EVENT, JSONObject, Operation, Reply, error_for_status
 
 
 def words(text: str) -> int:

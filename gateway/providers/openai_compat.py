@@ -15,8 +15,15 @@ import orjson
 
 from gateway.config import ModelConfig
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
-from gateway.pipeline.context import JSONObject, Operation
-from gateway.providers.base import DONE_EVENT, Reply, error_for_status, parse_reply, upstream_message
+from gateway.providers.base import (
+    DONE_EVENT,
+    JSONObject,
+    Operation,
+    Reply,
+    error_for_status,
+    parse_reply,
+    upstream_message,
+)
 from gateway.providers.connections import ConnectionPool, UpstreamConnectionError, UpstreamProtocolError
 from gateway.providers.endpoints import Endpoint, make_endpoint
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.audit.events import AuditEvent
-from gateway.governance.auth import require_role
-from gateway.pipeline.context import Principal
+from gateway.calls.caller import Principal
+from gateway.identity.auth import require_role
 from gateway.schemas.admin import KeyCreate, KeyOut, KeyUpdate, TeamCreate, TeamOut, TeamUpdate
 from gateway.services import Services
 from gateway.storage.tables import ApiKey, Team

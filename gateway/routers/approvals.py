@@ -11,9 +11,9 @@ from gateway.approvals.killswitch import ALL, scope_of
 from gateway.approvals.service import MAX_WAIT_S, STATUSES
 from gateway.approvals.views import approval_json
 from gateway.audit.events import AuditEvent
+from gateway.calls.caller import Principal
 from gateway.errors import InvalidRequest, NotFound
-from gateway.governance.auth import require_role
-from gateway.pipeline.context import Principal
+from gateway.identity.auth import require_role
 from gateway.services import Services
 from gateway.storage.tables import ToolSuspension
 

@@ -11,9 +11,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from gateway.calls.context import CallContext, Operation
 from gateway.errors import ClientDisconnected, GatewayError, drop_frames, error_response, internal_error
 from gateway.middleware import OVERHEAD
-from gateway.pipeline.context import CallContext, Operation
 from gateway.providers.base import Reply
 
 router = APIRouter(tags=["inference"])

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 
 from gateway.audit.events import AuditEvent
 from gateway.errors import InvalidRequest
-from gateway.governance.loader import PolicyError, PolicySet
-from gateway.governance.store import PolicyStore
+from gateway.policy.loader import PolicyError, PolicySet
+from gateway.policy.store import PolicyStore
 from gateway.routers.admin import caller
 
 router = APIRouter(prefix="/admin", tags=["admin"])

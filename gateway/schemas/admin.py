@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Role = Literal["admin", "member", "approver", "viewer"]
-Period = Literal["daily", "weekly", "monthly", "total"]
+from gateway.calls.caller import Period, Role
 
 
 class _Body(BaseModel):

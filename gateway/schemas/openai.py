@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import orjson
 
+from gateway.calls.context import JSONObject
 from gateway.errors import InvalidRequest
-from gateway.pipeline.context import JSONObject
 
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_N = 128

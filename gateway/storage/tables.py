@@ -152,7 +152,7 @@ class AuditCheckpoint(SQLModel, table=True):
 class ApprovalRequest(SQLModel, table=True):
     """A tool call held for a human: bound by `binding_hash` to its tool, canonical arguments, policy set and caller.
 
-    States and who moves them are documented on gateway.governance.approvals.ApprovalService.
+    States and who moves them are documented on gateway.approvals.service.ApprovalService.
     """
 
     __tablename__ = "approval_requests"

@@ -25,9 +25,9 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from gateway.calls.context import CallContext
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
-from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
 from gateway.providers.base import Reply
 

@@ -23,8 +23,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from gateway.calls.context import CallContext
 from gateway.errors import UpstreamError, UpstreamInvalidRequest, UpstreamNotFound, UpstreamRateLimited
-from gateway.pipeline.context import CallContext
 
 OTHER = "other"
 STATUS_LABELS = {

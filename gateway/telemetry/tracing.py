@@ -28,8 +28,8 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway import __version__
+from gateway.calls.context import CallContext
 from gateway.config import TracingConfig
-from gateway.pipeline.context import CallContext
 from gateway.providers.base import Reply
 
 log = logging.getLogger("gateway.telemetry")

@@ -12,12 +12,12 @@ import anyio
 import anyio.to_thread
 import orjson
 
+from gateway.calls.context import CallContext, Usage
 from gateway.config import ModelConfig
 from gateway.errors import GatewayError
-from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
 from gateway.providers.base import DONE_EVENT, Reply
-from gateway.usage.pricing import PriceTable, Usage, usage_from_response
+from gateway.usage.pricing import PriceTable, usage_from_response
 from gateway.usage.tokens import TokenCounter
 
 # Inputs from this size on are counted in a worker thread, one at a time: the C counter releases the GIL, so the

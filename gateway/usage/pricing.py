@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from gateway.calls.context import Usage
 from gateway.config import ModelConfig, Price
 from gateway.usage import litellm_package_dir
 
@@ -35,17 +36,6 @@ def nanos(usd: float) -> int:
         raise ValueError(f"not a finite amount of USD: {usd!r}")
     scaled = Decimal(repr(usd)) * NANOS_PER_USD + Decimal("0.5")
     return int(scaled.to_integral_value(rounding=ROUND_FLOOR))
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Tokens of one call as the provider reported them."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0  # part of prompt_tokens read from the provider's prompt cache
-    reasoning_tokens: int = 0  # part of completion_tokens
-    cache_creation_tokens: int = 0  # part of prompt_tokens written to the prompt cache (Anthropic)
 
 
 def usage_from_response(data: Mapping[str, object]) -> Usage | None:

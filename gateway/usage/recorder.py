@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from gateway.audit.events import AuditEvent
 from gateway.audit.log import AuditLog
+from gateway.calls.context import CallContext
 from gateway.errors import GatewayError
-from gateway.pipeline.context import CallContext
 from gateway.pipeline.hooks import BaseHook
 from gateway.providers.base import Reply
 from gateway.usage.pricing import usd

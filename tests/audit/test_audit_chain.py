@@ -11,7 +11,7 @@ from audit_samples import T0, chain, column, event, execute
 
 from gateway.audit.chain import verify
 from gateway.audit.events import GENESIS_HASH, REDACTED, AuditEvent, canonical_json, event_row, record_hash
-from gateway.pipeline.context import Principal
+from gateway.calls.caller import Principal
 from gateway.storage.db import Database
 
 

@@ -11,9 +11,9 @@ from audit_samples import chain, event, execute
 from fastapi import FastAPI
 
 from gateway.errors import install_error_handlers
-from gateway.governance.auth import Authenticator
-from gateway.governance.keycache import KeyCache
-from gateway.governance.keys import KeyService
+from gateway.identity.auth import Authenticator
+from gateway.identity.keycache import KeyCache
+from gateway.identity.keys import KeyService
 from gateway.routers.audit import router
 from gateway.schemas.admin import KeyCreate, TeamCreate
 from gateway.storage.db import Database

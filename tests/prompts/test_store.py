@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from sqlmodel import select
 
 from gateway.audit.log import AuditLog
+from gateway.calls.caller import Principal
 from gateway.errors import PermissionDenied, PromptNotFound
-from gateway.pipeline.context import Principal
 from gateway.prompts.registry import PromptRegistry
 from gateway.prompts.spec import PromptSpec
 from gateway.storage.db import Database, open_database

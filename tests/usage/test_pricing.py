@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from gateway.calls.context import Usage
 from gateway.config import ModelConfig, Price
-from gateway.usage.pricing import DEFAULT_OUTPUT_CAP, PriceTable, Usage, nanos, usage_from_response, usd
+from gateway.usage.pricing import DEFAULT_OUTPUT_CAP, PriceTable, nanos, usage_from_response, usd
 
 MTOK = 1_000_000
 USD = 1_000_000_000  # nanos

@@ -228,7 +228,8 @@ def test_a_vocabulary_file_that_is_not_tiktokens_is_refused(tmp_path: Path, monk
 SCRIPT = """
 import json, sys
 from gateway.config import ModelConfig
-from gateway.usage.pricing import PriceTable, Usage
+from gateway.calls.context import Usage
+from gateway.usage.pricing import PriceTable
 from gateway.usage.tokens import TokenCounter
 
 counter = TokenCounter()

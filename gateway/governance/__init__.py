@@ -1,1 +1,0 @@
-"""Governance stages: authentication, budgets, policies, approvals."""

@@ -1,0 +1,61 @@
+"""The policy set in force: loaded at startup, reloaded on file change or on demand; a bad new version is
+refused and the old one kept."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import anyio.to_thread
+
+from gateway.policy.loader import EMPTY, MakeCheck, PolicyError, PolicySet, load_policies, policy_files
+
+log = logging.getLogger("gateway.policies")
+
+
+class PolicyStore:
+    """Readers take `current` (an immutable PolicySet); reloads swap it whole."""
+
+    def __init__(self, path: str | None, make_check: MakeCheck) -> None:
+        self.path = Path(path) if path else None
+        self.make_check = make_check
+        self.last_error: str | None = None
+        # At startup a bad file is fatal (PolicyError propagates); later it only refuses the new version.
+        self.current: PolicySet = load_policies(self.path, make_check) if self.path else EMPTY
+        self._signature = self.signature()
+
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        if self.path is None or not self.path.exists():
+            return ()
+        try:
+            return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in policy_files(self.path))
+        except (OSError, PolicyError):
+            return ()
+
+    def reload(self) -> PolicySet:
+        """Loads the files again; raises PolicyError (and keeps the current set) when they are not valid."""
+        if self.path is None:
+            return self.current
+        signature = self.signature()
+        try:
+            policies = load_policies(self.path, self.make_check)
+        except PolicyError as exc:
+            self.last_error = str(exc)
+            self._signature = signature  # do not retry the same broken files every second
+            raise
+        if policies.sha256 != self.current.sha256:
+            log.info("policies reloaded: %d files, sha256 %s", len(policies.files), policies.sha256[:12])
+        self.current, self.last_error, self._signature = policies, None, signature
+        return policies
+
+    async def watch(self, interval_s: float = 1.0) -> None:
+        """Background loop: reload when a policy file changes (mtime or size)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.signature() == self._signature:
+                continue
+            try:
+                await anyio.to_thread.run_sync(self.reload)
+            except PolicyError as exc:
+                log.error("refused the changed policies; keeping sha256 %s:\n%s", self.current.sha256[:12], exc)

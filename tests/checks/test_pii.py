@@ -1,0 +1,101 @@
+"""PIICheck: spans of each kind, validation rules, parameters, redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.checks.base import redact
+from gateway.checks.pii import PIICheck
+
+
+@pytest.fixture(scope="module")
+def pii() -> PIICheck:
+    return PIICheck()
+
+
+def found(check: PIICheck, text: str) -> list[tuple[str, str]]:
+    return [(f.kind, text[f.start : f.end]) for f in check.scan(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("write to jane.doe+news@mail.example.co.uk.", [("email", "jane.doe+news@mail.example.co.uk")]),
+        ("call +44 20 7946 0958 today", [("phone", "+44 20 7946 0958")]),
+        ("call (212) 555-0187 today", [("phone", "(212) 555-0187")]),
+        ("card 4111-1111-1111-1111 exp 01/30", [("credit_card", "4111-1111-1111-1111")]),
+        ("card 4111 1111 1111 1111 123", [("credit_card", "4111 1111 1111 1111")]),  # trailing CVV left out
+        ("iban DE89 3704 0044 0532 0130 00.", [("iban", "DE89 3704 0044 0532 0130 00")]),
+        ("ssn 536-22-8145", [("us_ssn", "536-22-8145")]),
+        ("host 203.0.113.9:443", [("ipv4", "203.0.113.9")]),
+        ("host [2001:db8::1]:443", [("ipv6", "2001:db8::1")]),
+    ],
+)
+def test_pii_finds_each_kind_with_exact_span(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card 4111 1111 1111 1112 fails Luhn",
+        "iban DE88 3704 0044 0532 0130 00 has a bad check number",
+        "ssn 666-12-3456 and 123-00-4567 and 123-45-0000 break SSA rules",
+        "dates 2023-11-15 and 15.11.2023, version 1.2.3.4, build 10.0.19045.3570",
+        "order #4815162342, ticket 20240312, timestamp 1700000000",
+        "loopback 127.0.0.1, ::1, unspecified 0.0.0.0, netmask 255.255.255.0",
+        "npm i lodash@4.17.21, logo@2x.png, git@github.com:acme/api.git, @handle",
+        "postgres://app:s3cret@db.internal:5432/orders",
+        "MAC 00:1A:2B:3C:4D:5E and time 10:30:00 and std::vector",
+    ],
+)
+def test_pii_ignores_lookalikes(pii: PIICheck, text: str) -> None:
+    assert found(pii, text) == []
+
+
+def test_pii_findings_are_sorted_and_redact_cleanly(pii: PIICheck) -> None:
+    text = "From 81.2.69.160, bob@acme.io paid with 5178-6579-7543-2313 (SSN 219-45-7730)."
+    findings = pii.scan(text)
+    assert [f.start for f in findings] == sorted(f.start for f in findings)
+    assert redact(text, findings) == (
+        "From [REDACTED:ipv4], [REDACTED:email] paid with [REDACTED:credit_card] (SSN [REDACTED:us_ssn])."
+    )
+
+
+def test_pii_detail_never_contains_the_value(pii: PIICheck) -> None:
+    text = "bob@acme.io 5178-6579-7543-2313 +1 415-555-0132 DE89 3704 0044 0532 0130 00"
+    for finding in pii.scan(text):
+        assert text[finding.start : finding.end] not in finding.detail
+
+
+def test_pii_kinds_limits_what_is_reported() -> None:
+    check = PIICheck(kinds=["email"])
+    assert found(check, "bob@acme.io 5178-6579-7543-2313") == [("email", "bob@acme.io")]
+
+
+def test_pii_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown PII kinds \\['passport'\\]"):
+        PIICheck(kinds=["email", "passport"])
+
+
+def test_pii_phone_regions_decide_national_numbers() -> None:
+    text = "The London office is on 020 7946 0958."
+    assert found(PIICheck(), text) == [("phone", "020 7946 0958")]
+    assert found(PIICheck(phone_regions=["US"]), text) == []
+
+
+def test_pii_bare_digits_are_a_phone_only_after_a_phone_word(pii: PIICheck) -> None:
+    assert found(pii, "phone: 4155550123") == [("phone", "4155550123")]
+    assert found(pii, "order 4155550123") == []
+
+
+@pytest.mark.parametrize(
+    "text", ["", "@", "+", "1", "....", "::", "a@b", "+1 (", "\u0663\u0664\u0665\u0666\u0667\u0668\u0669"]
+)
+def test_pii_degenerate_inputs_find_nothing(pii: PIICheck, text: str) -> None:
+    assert pii.scan(text) == []
+
+
+def test_pii_finds_values_at_both_ends_of_the_text(pii: PIICheck) -> None:
+    assert found(pii, "bob@acme.io") == [("email", "bob@acme.io")]
+    assert found(pii, "8.8.8.8") == [("ipv4", "8.8.8.8")]

@@ -14,7 +14,7 @@ export GATEWAY_MASTER_KEY ?= sk-gateway-dev-master-key
 $(VENV)/.installed: pyproject.toml $(wildcard gateway/usage/*.c gateway/usage/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev,local]'
 	touch $@
 
 .PHONY: install serve test lint bench-setup bench bench-quick bench-soak bench-profile

@@ -22,6 +22,7 @@ from gateway.approvals.config import ApprovalsConfig
 from gateway.audit.config import AuditConfig
 from gateway.prompts.config import PromptsConfig
 from gateway.providers.endpoints import check_headers, parse_origin
+from gateway.providers.local import LOCAL_MODELS
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {
@@ -96,6 +97,8 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _direct_needs_base(self) -> ModelConfig:
+        if self.provider == "local" and self.upstream_model not in LOCAL_MODELS:
+            raise ValueError(f"unknown local model {self.upstream_model!r}; available: {', '.join(LOCAL_MODELS)}")
         if self.provider != "fake" and self.is_direct and not (self.api_base or DIRECT_PROVIDERS.get(self.provider)):
             raise ValueError(f"api_base is required for provider {self.provider!r} (no default base URL)")
         if self.provider != "fake" and self.is_direct:

@@ -6,6 +6,7 @@ from gateway.config import GatewayConfig, ModelConfig
 from gateway.providers.base import Deployment, Provider
 from gateway.providers.fake import FakeProvider
 from gateway.providers.litellm import LiteLLMProvider
+from gateway.providers.local import LocalProvider
 from gateway.providers.openai_compat import OpenAICompatProvider
 
 
@@ -16,6 +17,7 @@ class ProviderRegistry:
         self.models = config.models
         self._fake = FakeProvider()
         self._litellm = LiteLLMProvider()
+        self._local = LocalProvider()
         self._direct = direct
         deployments = {m.name: Deployment(m, self._provider_for(m)) for m in config.models}
         self._routes: dict[str, tuple[Deployment, ...]] = {
@@ -25,6 +27,8 @@ class ProviderRegistry:
     def _provider_for(self, model: ModelConfig) -> Provider:
         if model.provider == "fake":
             return self._fake
+        if model.provider == "local":
+            return self._local
         if model.is_direct:
             return self._direct
         return self._litellm

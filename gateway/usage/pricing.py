@@ -15,6 +15,8 @@ from gateway.calls.context import Usage
 from gateway.config import ModelConfig, Price
 from gateway.usage import litellm_package_dir
 
+IN_PROCESS = frozenset({"fake", "local"})  # providers served by the gateway itself: no price map entry
+
 logger = logging.getLogger(__name__)
 
 NANOS_PER_USD = 1_000_000_000
@@ -116,7 +118,8 @@ class PriceTable:
     """Prices per configured model: the config's `price:` override, else litellm's bundled price map.
 
     Models missing from the map cost 0 and log one warning each; operators should set `price:` for them
-    (self-hosted vLLM or Ollama models, new releases). `fake/...` models cost 0 unless they set `price:`.
+    (self-hosted vLLM or Ollama models, new releases). `fake/...` and `local/...` models (served in process) cost 0
+    unless they set `price:`.
     Tiered prices (above 128k/200k prompt tokens), batch and priority tiers are not modelled.
     """
 
@@ -167,12 +170,12 @@ class PriceTable:
         return self.prices_for(model).max_output_tokens or DEFAULT_OUTPUT_CAP
 
     def _resolve(self, model: ModelConfig) -> Prices:
-        entry = None if model.provider == "fake" else self._entry(model)
+        entry = None if model.provider in IN_PROCESS else self._entry(model)
         if model.price is not None:
             return _override_prices(model.price, entry)
         if entry is not None and _is_priced(entry):
             return _prices_from_entry(entry)
-        if model.provider != "fake":
+        if model.provider not in IN_PROCESS:
             logger.warning(
                 "no price known for model %r (%s): its calls are recorded at cost 0; set `price:` in the config",
                 model.name,

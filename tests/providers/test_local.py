@@ -1,0 +1,106 @@
+"""The local embedding provider (`local/all-MiniLM-L6-v2`) through the app: real model, no network.
+
+The first test in a process loads torch and the model (a few seconds, once per test process)."""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.config import ConfigError, GatewayConfig, parse_config
+from tests.conftest import AUTH, MakeConfig, chat
+
+LOCAL = [{"name": "minilm", "model": "local/all-MiniLM-L6-v2"}, {"name": "demo", "model": "fake/echo"}]
+
+
+@pytest.fixture
+def config(make_config: MakeConfig) -> GatewayConfig:
+    return make_config(models=LOCAL)
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+async def test_local_embeddings_are_unit_vectors_that_rank_meaning(client: httpx.AsyncClient) -> None:
+    texts = ["How do I reset my password?", "I forgot my login credentials", "The recipe needs two eggs"]
+    r = await client.post("/v1/embeddings", headers=AUTH, json={"model": "minilm", "input": texts})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    vectors = [item["embedding"] for item in body["data"]]
+    assert [item["index"] for item in body["data"]] == [0, 1, 2]
+    assert [len(v) for v in vectors] == [384, 384, 384]
+    assert all(abs(math.sqrt(cosine(v, v)) - 1) < 1e-4 for v in vectors)
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.2
+    assert body["model"] == "all-MiniLM-L6-v2"
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > len(texts)
+
+
+async def test_local_embeddings_base64_matches_floats(client: httpx.AsyncClient) -> None:
+    floats = await client.post("/v1/embeddings", headers=AUTH, json={"model": "minilm", "input": "same text"})
+    packed = await client.post(
+        "/v1/embeddings", headers=AUTH, json={"model": "minilm", "input": "same text", "encoding_format": "base64"}
+    )
+    decoded = struct.unpack("<384f", base64.b64decode(packed.json()["data"][0]["embedding"]))
+    assert max(abs(a - b) for a, b in zip(decoded, floats.json()["data"][0]["embedding"], strict=True)) < 1e-6
+
+
+@pytest.mark.parametrize(
+    ("payload", "param", "words"),
+    [
+        ({"input": "word " * 400}, "input", "reads at most 256"),
+        ({"input": [[1, 2, 3]]}, "input", "token arrays"),
+        ({"input": "hi", "dimensions": 64}, "dimensions", "384 dimensions"),
+    ],
+)
+async def test_local_embeddings_refuse_what_the_model_cannot_do(
+    client: httpx.AsyncClient, payload: dict[str, object], param: str, words: str
+) -> None:
+    r = await client.post("/v1/embeddings", headers=AUTH, json={"model": "minilm", **payload})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+    assert words in r.json()["error"]["message"]
+
+
+async def test_local_model_refuses_chat_by_name(client: httpx.AsyncClient) -> None:
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("minilm"))
+    assert r.status_code == 400
+    assert "/v1/embeddings" in r.json()["error"]["message"]
+
+
+def test_unknown_local_model_stops_startup() -> None:
+    with pytest.raises(ConfigError, match="unknown local model 'bge-large'"):
+        parse_config({"models": [{"name": "x", "model": "local/bge-large"}]}, source="gateway.yaml", env={})
+
+
+def test_a_gateway_without_local_models_never_imports_torch(tmp_path: Path) -> None:
+    # The shipped config and policies, one call end to end: torch, sentence-transformers and chromadb stay unloaded.
+    root = Path(__file__).resolve().parents[2]
+    script = f"""
+import asyncio, sys, httpx
+from gateway.app import create_app
+import yaml
+from gateway.config import parse_config
+shipped = yaml.safe_load(open({str(root / "gateway.yaml")!r}))
+config = parse_config({{**shipped, "database_url": "sqlite:///{tmp_path}/g.db", "spool_dir": "{tmp_path}/spool",
+    "policies": {str(root / "policies")!r}, "master_key": "sk-test-master-0123456789"}}, source="gateway.yaml", env={{}})
+app = create_app(config)
+async def main():
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as c:
+            r = await c.post("/v1/chat/completions", headers={{"authorization": "Bearer sk-test-master-0123456789"}},
+                             json={{"model": "demo", "messages": [{{"role": "user", "content": "hi"}}]}})
+            assert r.status_code == 200, r.text
+asyncio.run(main())
+print(sorted(m for m in ("torch", "sentence_transformers", "chromadb", "onnxruntime", "numpy") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

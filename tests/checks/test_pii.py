@@ -99,3 +99,29 @@ def test_pii_degenerate_inputs_find_nothing(pii: PIICheck, text: str) -> None:
 def test_pii_finds_values_at_both_ends_of_the_text(pii: PIICheck) -> None:
     assert found(pii, "bob@acme.io") == [("email", "bob@acme.io")]
     assert found(pii, "8.8.8.8") == [("ipv4", "8.8.8.8")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "upgrading from 1.2.3.4 to 1.2.4.0",
+        "The agent was upgraded from 4.2.0.1 to 4.3.1.0 overnight.",
+        "Firmware 3.10.2.7 and 3.10.2.8 both have the bug.",
+        "build 7.1.3.0 -> 7.1.4.2",
+        "Release notes for 1.4.0.2.1 are out.",
+    ],
+)
+def test_pii_dotted_versions_and_version_ranges_are_not_ipv4(pii: PIICheck, text: str) -> None:
+    assert found(pii, text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "addresses"),
+    [
+        ("Traffic from 10.0.0.5 to 192.168.1.20 was dropped.", ["10.0.0.5", "192.168.1.20"]),
+        ("The DHCP pool runs from 10.1.0.10 to 10.1.0.200.", ["10.1.0.10", "10.1.0.200"]),
+        ("After the update, 81.2.69.160 and 81.2.69.161 still answer.", ["81.2.69.160", "81.2.69.161"]),
+    ],
+)
+def test_pii_address_ranges_without_a_version_word_stay_ipv4(pii: PIICheck, text: str, addresses: list[str]) -> None:
+    assert found(pii, text) == [("ipv4", address) for address in addresses]

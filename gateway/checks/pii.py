@@ -30,9 +30,9 @@ _NUMERIC_KINDS = frozenset({"phone", "credit_card", "us_ssn", "ipv4"})
 # (A leading "[+(]?" would stop `re` from skipping ahead to digits: twice as slow; the scan adds them.)
 # At least 7 characters: shorter runs can be none of the numeric kinds ("8.8.8.8" is the shortest).
 _NUMERIC_RUN = re.compile(r"\d[\d .()\-\u00a0\u202f]{5,}\d")
-_CARD = re.compile(
-    r"(?<!\d)(?<!\d[ -])(?:\d{13,19}"
-    r"|\d{4}(?P<a>[ -])\d{4}(?P=a)\d{4}(?P=a)\d{1,4}(?:(?P=a)\d{3})?"
+_CARD = re.compile(  # 12-digit Maestro numbers included: contiguous or 4-4-4
+    r"(?<!\d)(?<!\d[ -])(?:\d{12,19}"
+    r"|\d{4}(?P<a>[ -])\d{4}(?P=a)\d{4}(?:(?P=a)\d{1,4}(?:(?P=a)\d{3})?)?"
     r"|\d{4}(?P<b>[ -])\d{6}(?P=b)\d{4,5})(?!\d)"
 )
 _SSN = re.compile(r"(?<!\d)(?<!\d[ -])(\d{3})([- ]?)(\d{2})\2(\d{4})(?!\d)(?![ -]\d)")

@@ -223,12 +223,15 @@ def test_pii_ipv6_candidates(pii: PIICheck, text: str, expected: list[tuple[str,
     [
         ("call +44 20 7946 0958", [("phone", "+44 20 7946 0958")]),
         ("call 0044 20 7946 0958", [("phone", "0044 20 7946 0958")]),  # 00 is an international prefix too
-        ("call +44 20 71", []),  # fewer than 8 digits after the country code
-        ("call +44 20 7946 0958 1234 5", []),  # more than 15
+        ("call +500 12345", [("phone", "+500 12345")]),  # 8 digits with the country code: the shortest
+        ("call +500 1234", []),  # 7
+        ("call +49 30 12345678901", [("phone", "+49 30 12345678901")]),  # 15: the longest
+        ("call +49 30 123456789012", []),  # 16
         ("call 555-0187", [("phone", "555-0187")]),  # 7 digits: a local number, with a phone word
         ("see 555-0187 below", []),  # without one
         ("call 5550187", []),  # 7 digits must be written 3-4
         ("phone 02079460958", [("phone", "02079460958")]),  # bare national digits after a phone word
+        ("phone 020 7946 0958 1", [("phone", "020 7946 0958 1")]),  # 12 national digits: the longest
         ("phone 4155550123999", []),  # 13 national digits: too long for any region
     ],
 )

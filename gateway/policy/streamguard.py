@@ -34,6 +34,9 @@ WINDOW = 64
 STEP = 32  # text is released in pieces of at least STEP characters: one scan per STEP, not one per token
 CONTEXT = 128  # released text kept for the checks to look back at: "SSN", "call", an email's local part, "://"
 KEY_BLOCK_START, KEY_BLOCK_END, MAX_HELD_BLOCK = "-----BEGIN", "-----END", 16_384
+# Characters that end a one-word value (a token, a key, an email address): text is released up to one of them,
+# so compact JSON, which has no spaces, still flows; values with spaces (phone numbers) are found in the window.
+WORD_ENDS, MAX_HELD_WORD = (" ", "\n", "\t", '"', ","), 4_096
 
 
 Edit = tuple[int, int, str]  # text[start:end] is replaced by the string
@@ -165,15 +168,15 @@ class StreamGuard:
 
 def _hold_point(text: str, released: int) -> int:
     """How far a stream's text may be released before scanning: up to WINDOW characters from its end, not
-    inside a word (a one-word value, such as a JWT or an API key, is held whole whatever its length, up to
-    16 KB), and not past an unfinished private-key block (held up to 16 KB until its END line arrives: its
-    body lines alone would not be recognised once the header had been released)."""
+    inside a word (a one-word value, such as a JWT or an API key, is held whole up to MAX_HELD_WORD), and not
+    past an unfinished private-key block (held up to 16 KB until its END line arrives: its body lines alone
+    would not be recognised once the header had been released)."""
     cut = len(text) - WINDOW
     if cut < released + STEP:
         return released  # too little to send yet: each release costs a scan of the held text
-    if not text[cut - 1].isspace() and not text[cut].isspace():
-        word = max(text.rfind(" ", released, cut), text.rfind("\n", released, cut)) + 1
-        cut = word if word else released if cut - released <= MAX_HELD_BLOCK else cut
+    if text[cut - 1] not in WORD_ENDS and text[cut] not in WORD_ENDS:
+        word = max(text.rfind(end, released, cut) for end in WORD_ENDS) + 1
+        cut = word if word else released if cut - released <= MAX_HELD_WORD else cut
     begin = text.rfind(KEY_BLOCK_START, released)
     if 0 <= begin < cut and text.find(KEY_BLOCK_END, begin) < 0 and len(text) - begin <= MAX_HELD_BLOCK:
         cut = begin

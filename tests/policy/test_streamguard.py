@@ -184,3 +184,16 @@ async def test_stream_releases_text_once_it_is_a_window_behind(tmp_path: Path) -
     assert first == (WINDOW + STEP) // 10  # the 10-character chunk that brings the held text to 96 or more
     behind = [(i + 1) * 10 - sum(len(p) for p in released[: i + 1]) for i in range(first, len(released))]
     assert max(behind) < WINDOW + STEP + 10 and all(len(p) >= STEP for p in released if p)
+
+
+async def test_stream_holds_a_long_token_whole_but_lets_compact_json_flow(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "p", POLICIES["secrets"])
+    token = "github_pat_" + "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv" * 6  # 203 characters, one word
+    text = f"the new token is {token} and that is all"
+    got, released = await harness.streamed([text[i : i + 10] for i in range(0, len(text), 10)])
+    assert got == "the new token is [REDACTED:github_token] and that is all"
+    assert "github" not in "".join(released)  # no piece of it left before the stream's end
+    compact = orjson.dumps({"rows": [{"id": i, "ok": True} for i in range(40)]}).decode()  # no space in 800 chars
+    got, released = await harness.streamed([compact[i : i + 10] for i in range(0, len(compact), 10)])
+    assert got == compact
+    assert next(i for i, piece in enumerate(released) if piece) <= (WINDOW + STEP + 20) // 10

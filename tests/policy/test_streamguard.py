@@ -1,8 +1,8 @@
 """StreamGuard: a streamed answer, however it is split into chunks, reads exactly as the same answer non-streamed.
 
 The property is checked for every built-in check that can redact (pii, secrets, regex, keywords), alone and
-two at once, over hand-written texts and the labelled sets in tests/checks/data/ (joined into paragraphs
-longer than the window), split at every offset, in a few three-way splits, and one character per chunk.
+two at once: hand-written texts split at every offset, in three-way splits and one character per chunk, and
+the labelled sets in tests/checks/data/ (joined into paragraphs longer than the window) at every offset.
 It drives the real StreamGuard and GuardrailEngine over SSE bytes: thousands of streams, too many for the app.
 """
 
@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from gateway.calls.context import CallContext
+from gateway.checks.context import build_check
 from gateway.policy.guardrails import GuardrailEngine
 from gateway.policy.store import PolicyStore
 from gateway.policy.streamguard import STEP, WINDOW, StreamGuard
@@ -25,10 +26,9 @@ DATA = Path(__file__).parent.parent / "checks" / "data"
 PAD = "Thanks for waiting. Here is everything the team asked me to pass on before the end of this week: "
 
 
-def guardrail_yaml(check: str, params: dict[str, object] | None = None, gid: str | None = None) -> str:
-    return orjson.dumps(
-        {"id": gid or f"{check}-out", "stage": "output", "check": check, "action": "redact", "params": params or {}}
-    ).decode()
+def guardrail_yaml(check: str, params: dict[str, object] | None = None) -> str:
+    guardrail = {"id": f"{check}-out", "stage": "output", "check": check, "action": "redact", "params": params or {}}
+    return orjson.dumps(guardrail).decode()
 
 
 def dataset_config(name: str) -> dict[str, object]:
@@ -45,6 +45,7 @@ POLICIES = {
     "pii+regex": [guardrail_yaml("pii"), guardrail_yaml("regex", {"patterns": ["EDACTED:em", "ail\\] and \\["]})],
 }
 
+DATA_SETS = {"pii", "secrets", "regex", "keywords"}  # the checks with a labelled set of span findings
 TEXTS = {
     "pii": [
         "Call me on +44 20 7123 4567 today.",
@@ -114,7 +115,7 @@ class Harness:
     def __init__(self, folder: Path, guardrails: list[str]) -> None:
         folder.mkdir()
         (folder / "p.yaml").write_text("name: p\nguardrails:\n" + "".join(f"  - {g}\n" for g in guardrails))
-        self.engine = GuardrailEngine(PolicyStore(str(folder), make_check=_build))
+        self.engine = GuardrailEngine(PolicyStore(str(folder), make_check=build_check))
         self.guardrails = self.engine.guardrails(self.ctx(), "output")
 
     @staticmethod
@@ -138,15 +139,9 @@ class Harness:
         return "".join(released) + tail, released
 
 
-def _build(name: str, params: dict[str, object]) -> object:
-    from gateway.checks.context import build_check
-
-    return build_check(name, params)
-
-
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 async def test_streamed_output_equals_non_streamed_at_every_split(policy: str, tmp_path: Path) -> None:
-    """Up to ~2 s (pii): every offset of the labelled set is 11,000 streams; the point is to try them all."""
+    """About 1.5 s CPU each for pii and secrets: every offset of their labelled sets is 11,000 and 9,000 streams."""
     harness = Harness(tmp_path / "p", POLICIES[policy])
     texts = [(text, True) for text in TEXTS[policy]]
     texts += [(text, False) for text in (dataset_paragraphs(policy) if policy in DATA_SETS else [])]
@@ -161,9 +156,6 @@ async def test_streamed_output_equals_non_streamed_at_every_split(policy: str, t
                 )
                 break  # one failing split per text is enough to read
     assert not failures, "\n".join(failures[:5])
-
-
-DATA_SETS = {"pii", "secrets", "regex", "keywords"}
 
 
 async def test_stream_does_not_commit_a_phone_the_next_chunk_extends(tmp_path: Path) -> None:

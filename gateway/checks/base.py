@@ -47,11 +47,21 @@ def redact(text: str, findings: Sequence[Finding]) -> str:
     out-of-range span are ignored. Whole-text findings redact the whole text: pass only the findings
     of checks whose action is ``redact``.
     """
+    parts: list[str] = []
+    cursor = 0
+    for start, end, placeholder in redaction_spans(text, findings):
+        parts.append(text[cursor:start])
+        parts.append(placeholder)
+        cursor = end
+    parts.append(text[cursor:])
+    return "".join(parts)
+
+
+def redaction_spans(text: str, findings: Sequence[Finding]) -> list[tuple[int, int, str]]:
+    """The (start, end, placeholder) replacements `redact` makes, in order, none overlapping or touching."""
     spans = sorted(
         (max(f.start, 0), min(f.end, len(text)), f.kind) for f in findings if min(f.end, len(text)) > max(f.start, 0)
     )
-    if not spans:
-        return text
     merged: list[tuple[int, int, str, int]] = []  # start, end, kind, length of the kind's own span
     for start, end, kind in spans:
         if merged and start <= merged[-1][1]:
@@ -61,11 +71,4 @@ def redact(text: str, findings: Sequence[Finding]) -> str:
             merged[-1] = (m_start, max(m_end, end), m_kind, m_length)
         else:
             merged.append((start, end, kind, end - start))
-    parts: list[str] = []
-    cursor = 0
-    for start, end, kind, _ in merged:
-        parts.append(text[cursor:start])
-        parts.append(f"[REDACTED:{kind}]")
-        cursor = end
-    parts.append(text[cursor:])
-    return "".join(parts)
+    return [(start, end, f"[REDACTED:{kind}]") for start, end, kind, _ in merged]

@@ -30,15 +30,16 @@ _NUMERIC_KINDS = frozenset({"phone", "credit_card", "us_ssn", "ipv4"})
 # (A leading "[+(]?" would stop `re` from skipping ahead to digits: twice as slow; the scan adds them.)
 # At least 7 characters: shorter runs can be none of the numeric kinds ("8.8.8.8" is the shortest).
 _NUMERIC_RUN = re.compile(r"\d[\d .()\-\u00a0\u202f]{5,}\d")
-_CARD = re.compile(
-    r"(?<!\d)(?<!\d[ -])(?:\d{13,19}"
-    r"|\d{4}(?P<a>[ -])\d{4}(?P=a)\d{4}(?P=a)\d{1,4}(?:(?P=a)\d{3})?"
+_CARD = re.compile(  # 12-digit Maestro numbers included: contiguous or 4-4-4
+    r"(?<!\d)(?<!\d[ -])(?:\d{12,19}"
+    r"|\d{4}(?P<a>[ -])\d{4}(?P=a)\d{4}(?:(?P=a)\d{1,4}(?:(?P=a)\d{3})?)?"
     r"|\d{4}(?P<b>[ -])\d{6}(?P=b)\d{4,5})(?!\d)"
 )
 _SSN = re.compile(r"(?<!\d)(?<!\d[ -])(\d{3})([- ]?)(\d{2})\2(\d{4})(?!\d)(?![ -]\d)")
 _IPV4 = re.compile(
     r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d)"
 )
+_DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _CIDR_SUFFIX = re.compile(r"/\d{1,2}(?!\d)")  # 10.0.0.0/8 names a network, not a host
 _IBAN = re.compile(r"[A-Z][A-Z]\d\d(?: ?[A-Z0-9]{1,4}){3,8}")  # [A-Z]{2} would defeat re's fast skip
 _EMAIL_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -56,9 +57,13 @@ _PHONE_WORDS = re.compile(
 )
 _SSN_WORDS = re.compile(r"\b(?:ssn|ss#|social security|soc\.? sec\.?|taxpayer)")
 _VERSION_WORDS = frozenset(
-    "version ver release build firmware fw rev revision patch update upgrade section chapter sdk oid kernel driver "
-    "bios android ios windows macos python node java chrome firefox package library §".split()
+    "version versions ver release releases released build builds firmware fw rev revision patch patched update "
+    "updated updates updating upgrade upgraded upgrades upgrading downgrade downgraded downgrades downgrading bump "
+    "bumped bumping section chapter sdk oid kernel driver bios android ios windows macos python node java chrome "
+    "firefox package library §".split()
 )
+# Words between a version word and a dotted quad that keep it a version: "upgrading from 1.2.3.4 to 1.2.4.0".
+_RANGE_WORDS = frozenset("from to and or through thru between - -> → –".split())
 # File extensions that are not email TLDs in practice: logo@2x.png is an image, not an address.
 _FILE_EXTENSIONS = frozenset(
     "png jpg jpeg gif svg webp bmp ico tif tiff js mjs cjs ts tsx jsx css scss less json yaml yml toml ini cfg "
@@ -87,7 +92,8 @@ class PIICheck:
             space-separated or unseparated forms only after "SSN" or "social security".
         ipv4/ipv6: valid unicast addresses, private ones included; loopback, unspecified, multicast,
             reserved (netmasks) excluded, as are dotted quads after "version", "release", "build",
-            "section"... or a ``v``.
+            "section"... or a ``v``, the rest of a range or list they start ("upgrading from 1.2.3.4 to
+            1.2.4.0"), and a quad followed by more dotted parts (1.4.0.2.1).
     """
 
     name = "pii"
@@ -240,9 +246,17 @@ def _is_isolated(text: str, start: int, end: int) -> bool:
 
 
 def _follows_version_word(text: str, start: int) -> bool:
-    """ "version 1.2.3.4", "Release 10.2.0.4", "§ 3.2.1.4": a dotted quad named as a version or section."""
-    words = text[max(0, start - 24) : start].lower().split()[-2:]
-    return any(word.strip(":.,;()[]'\"") in _VERSION_WORDS for word in words)
+    """ "version 1.2.3.4", "Release 10.2.0.4", "§ 3.2.1.4": a dotted quad named as a version or section; also
+    through a range, "upgrading from 1.2.3.4 to 1.2.4.0", "firmware 3.10.2.7 and 3.10.2.8" (but "traffic from
+    10.0.0.5 to 10.0.0.9" names hosts)."""
+    # A word that ends a clause ("After the update, 81.2.69.160") does not name the quad: keep its comma.
+    words = [w.strip(":()[]'\"") for w in text[max(0, start - 64) : start].lower().split()]
+    if any(word in _VERSION_WORDS for word in words[-2:]):
+        return True
+    end = len(words)
+    while end and (words[end - 1] in _RANGE_WORDS or _DOTTED_QUAD.fullmatch(words[end - 1])):
+        end -= 1
+    return end < len(words) and any(word in _VERSION_WORDS for word in words[max(0, end - 2) : end])
 
 
 def _card_span(matched: str, start: int) -> tuple[int, int] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.checks.base import redact
-from gateway.checks.pii import PIICheck
+from gateway.checks.pii import PII_KINDS, PIICheck
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,141 @@ def test_pii_degenerate_inputs_find_nothing(pii: PIICheck, text: str) -> None:
 def test_pii_finds_values_at_both_ends_of_the_text(pii: PIICheck) -> None:
     assert found(pii, "bob@acme.io") == [("email", "bob@acme.io")]
     assert found(pii, "8.8.8.8") == [("ipv4", "8.8.8.8")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "upgrading from 1.2.3.4 to 1.2.4.0",
+        "The agent was upgraded from 4.2.0.1 to 4.3.1.0 overnight.",
+        "Firmware 3.10.2.7 and 3.10.2.8 both have the bug.",
+        "build 7.1.3.0 -> 7.1.4.2",
+        "Release notes for 1.4.0.2.1 are out.",
+    ],
+)
+def test_pii_dotted_versions_and_version_ranges_are_not_ipv4(pii: PIICheck, text: str) -> None:
+    assert found(pii, text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "addresses"),
+    [
+        ("Traffic from 10.0.0.5 to 192.168.1.20 was dropped.", ["10.0.0.5", "192.168.1.20"]),
+        ("The DHCP pool runs from 10.1.0.10 to 10.1.0.200.", ["10.1.0.10", "10.1.0.200"]),
+        ("After the update, 81.2.69.160 and 81.2.69.161 still answer.", ["81.2.69.160", "81.2.69.161"]),
+    ],
+)
+def test_pii_address_ranges_without_a_version_word_stay_ipv4(pii: PIICheck, text: str, addresses: list[str]) -> None:
+    assert found(pii, text) == [("ipv4", address) for address in addresses]
+
+
+# ------------------------------------------------------------------ rules pinned one by one (issue 21)
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ssn 899-12-3456", [("us_ssn", "899-12-3456")]),  # the last area before 9xx
+        ("ssn 900-12-3456", []),  # 900-999 are never issued
+        ("ssn 912-34-5678", []),
+        ("ssn 999-12-3456", []),
+        ("Her number is 536-22-8145 on file.", [("us_ssn", "536-22-8145")]),  # dashed: no "SSN" needed
+        ("ref 536 22 8145 on file", []),  # spaced or unseparated: only after "SSN" / "social security"
+        ("ref 536228145 on file", []),
+        ("social security 536 22 8145", [("us_ssn", "536 22 8145")]),
+        ("SSN: 536228145", [("us_ssn", "536228145")]),
+    ],
+)
+def test_pii_ssn_area_and_separator_rules(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+def test_pii_password_in_a_url_is_not_an_email(pii: PIICheck) -> None:
+    # No ":port" after the host, so only the URL-credential rule (not the scp-remote one) can decide.
+    assert found(pii, "open https://admin:hunter2@example.com/path now") == []
+    assert found(pii, "mailto:jane@example.com") == [("email", "jane@example.com")]  # a colon alone is not a URL
+
+
+ALL_KINDS_TEXT = (
+    "mail bob@acme.io, call +1 415-555-0132, card 5178-6579-7543-2313, iban GB82 WEST 1234 5698 7654 32, "
+    "ssn 219-45-7730, host 81.2.69.160 and 2001:db8::1"
+)
+
+
+@pytest.mark.parametrize(
+    "kinds",
+    [["email"], ["phone"], ["credit_card"], ["iban"], ["us_ssn"], ["ipv4"], ["ipv6"], ["phone", "iban"],
+     ["credit_card", "us_ssn", "ipv4"]],
+)  # fmt: skip
+def test_pii_kinds_reports_exactly_the_chosen_kinds(pii: PIICheck, kinds: list[str]) -> None:
+    everything = found(pii, ALL_KINDS_TEXT)
+    assert {kind for kind, _ in everything} == set(PII_KINDS)  # the text has one of each
+    assert found(PIICheck(kinds=kinds), ALL_KINDS_TEXT) == [(k, v) for k, v in everything if k in kinds]
+
+
+def test_pii_empty_kinds_is_refused() -> None:
+    with pytest.raises(ValueError, match="kinds is empty"):
+        PIICheck(kinds=[])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Maestro 5018 0000 0009 works", [("credit_card", "5018 0000 0009")]),  # 12 digits, grouped
+        ("Maestro 501800000009 works", [("credit_card", "501800000009")]),  # 12 digits, contiguous
+        ("Maestro 5018 0000 0008 fails Luhn", []),
+        ("card 4111 1111 1111 works", []),  # Visa has no 12-digit numbers
+    ],
+)
+def test_pii_twelve_digit_maestro_cards(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("iban GB82 WEST 1234 5698 7654 32.", [("iban", "GB82 WEST 1234 5698 7654 32")]),  # 22 characters
+        ("iban GB82WEST12345698765432.", [("iban", "GB82WEST12345698765432")]),
+        ("iban GB82 WEST 1234 5698 7654 3.", []),  # 21: one short
+        ("iban GB82 WEST 1234 5698 7654 321.", []),  # 23: one too many
+    ],
+)
+def test_pii_gb_iban_length(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("from fe80::1ff:fe23:4567:890a today", [("ipv6", "fe80::1ff:fe23:4567:890a")]),
+        ("peer fe80::1 up", [("ipv6", "fe80::1")]),
+        ("peer 2001:db8:0:0:0:0:2:1 up", [("ipv6", "2001:db8:0:0:0:0:2:1")]),
+        ("id x2001:db8::1 is glued to a word", []),
+        ("id 2001:db8::1z is glued to a word", []),
+        ("the prefix 1:: has one group", []),
+        ("hex dead:beef::cafe has no digit", []),
+        ("ratio 3:4 and 12:30:45 are not addresses", []),
+        ("loopback ::1 is infrastructure", []),
+    ],
+)
+def test_pii_ipv6_candidates(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call +44 20 7946 0958", [("phone", "+44 20 7946 0958")]),
+        ("call 0044 20 7946 0958", [("phone", "0044 20 7946 0958")]),  # 00 is an international prefix too
+        ("call +500 12345", [("phone", "+500 12345")]),  # 8 digits with the country code: the shortest
+        ("call +500 1234", []),  # 7
+        ("call +49 30 12345678901", [("phone", "+49 30 12345678901")]),  # 15: the longest
+        ("call +49 30 123456789012", []),  # 16
+        ("call 555-0187", [("phone", "555-0187")]),  # 7 digits: a local number, with a phone word
+        ("see 555-0187 below", []),  # without one
+        ("call 5550187", []),  # 7 digits must be written 3-4
+        ("phone 02079460958", [("phone", "02079460958")]),  # bare national digits after a phone word
+        ("phone 020 7946 0958 1", [("phone", "020 7946 0958 1")]),  # 12 national digits: the longest
+        ("phone 4155550123999", []),  # 13 national digits: too long for any region
+    ],
+)
+def test_pii_phone_length_rules(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected

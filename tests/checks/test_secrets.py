@@ -56,6 +56,7 @@ def test_secrets_reports_one_finding_per_secret_with_the_value_span(
         "OPENAI_API_KEY=sk-... and api_key='sk-your-api-key-here'",
         "Authorization: Bearer <token>; Bearer $TOKEN; Bearer YOUR_ACCESS_TOKEN",
         "password = os.environ['DB_PASSWORD']; api_key: ${KEY}; secret = secrets.token_hex(32)",
+        "api_key = https://vault.internal/v1/secret/data/Xk9qLm2Pz",  # a URL says where the key lives
         "password: changeme; password = 'password123'; passwd: ********",
         "GITHUB_TOKEN=ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
         "pk_live_YG6INyNjORSSM4RfncQODOWl is a publishable key",

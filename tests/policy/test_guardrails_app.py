@@ -129,6 +129,28 @@ async def test_stream_redacts_an_email_split_across_chunks(client: httpx.AsyncCl
     assert events_out[-1] == "[DONE]"
 
 
+@pytest.mark.parametrize(
+    ("pieces", "expected"),
+    [
+        (["Call me on +44 20 7123", " 4567 today."], "Call me on [REDACTED:phone] today."),
+        (["Mail jane.doe@example.co", "m.tr today."], "Mail [REDACTED:email] today."),
+    ],
+)
+async def test_stream_redacts_a_value_the_next_chunk_extends_as_a_whole_answer_would(
+    client: httpx.AsyncClient, upstream: FakeUpstream, pieces: list[str], expected: str
+) -> None:
+    events: list[bytes | dict[str, object]] = [chunk(p) for p in pieces] + [b"[DONE]"]
+    upstream.script(Reply(stream_events=events, headers={"content-type": "text/event-stream"}))
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", "hi", stream=True))
+    assert r.status_code == 200
+    assert streamed_content(sse(r.text)) == expected
+    message = {"role": "assistant", "content": "".join(pieces)}
+    answer = {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": message}]}
+    upstream.script(Reply(json=answer))
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", "hi"))
+    assert r.json()["choices"][0]["message"]["content"] == expected
+
+
 async def test_stream_block_ends_with_an_error_event_and_nothing_more(
     client: httpx.AsyncClient, upstream: FakeUpstream
 ) -> None:

@@ -148,11 +148,13 @@ class KeyService:
         key.key_hash, key.prefix = hash_key(secret), secret[:VISIBLE_CHARS]
         return await self._save(key), secret
 
-    async def revoke_key(self, ref: str) -> ApiKey:
+    async def revoke_key(self, ref: str) -> tuple[ApiKey, bool]:
+        """Revokes the key; the bool says whether this call revoked it (False: it already was, nothing changed)."""
         key = await self.get_key(ref)
-        if key.revoked_at is None:
-            key.revoked_at = now()
-        return await self._save(key)
+        if key.revoked_at is not None:
+            return key, False
+        key.revoked_at = now()
+        return await self._save(key), True
 
     async def _save(self, key: ApiKey) -> ApiKey:
         key.updated_at = now()

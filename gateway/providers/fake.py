@@ -5,6 +5,8 @@
                          {"input": ...} (or the JSON object it contains), finish_reason "tool_calls"
 - `fake/error:STATUS`    fails as an upstream answering STATUS would (429 and 5xx are retried)
 - `fake/slow:MS`         echoes after MS milliseconds (streams: spread over the chunks)
+Like every provider it honours the model's `timeout_s`: an answer later than that is a 504 `provider_timeout`
+after timeout_s (streams: a gap between two events longer than timeout_s, as on the direct path).
 Token counts are whitespace words, so tests can predict them.
 """
 
@@ -21,7 +23,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from gateway.config import ModelConfig
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, UpstreamTimeout
 from gateway.providers.base import DONE_EVENT, JSONObject, Operation, Reply, error_for_status
 
 
@@ -61,10 +63,10 @@ class FakeProvider:
             if op == "completions"
             else chat_completion(model, body, tool=arg if behaviour == "tool_call" else None)
         )
-        delay = int(arg) / 1000 if behaviour == "slow" and arg.isdigit() else 0.0
+        gap = int(arg) / 10_000 if behaviour == "slow" and arg.isdigit() else 0.0
         for chunk in stream_chunks(op, whole):
-            if delay:
-                await asyncio.sleep(delay / 10)
+            if gap:
+                await wait(gap, model, during="a stream")
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
@@ -77,7 +79,18 @@ class FakeProvider:
             status = int(arg) if arg.isdigit() else 500
             raise error_for_status(status, "fake provider error", model)
         if behaviour == "slow" and not stream:
-            await asyncio.sleep(int(arg) / 1000 if arg.isdigit() else 0.1)
+            await wait(int(arg) / 1000 if arg.isdigit() else 0.1, model)
+
+
+async def wait(delay_s: float, model: ModelConfig, *, during: str | None = None) -> None:
+    """Sleeps delay_s, or raises UpstreamTimeout after the model's timeout_s when that comes first."""
+    if delay_s <= model.timeout_s:
+        await asyncio.sleep(delay_s)
+        return
+    await asyncio.sleep(model.timeout_s)
+    if during is None:
+        raise UpstreamTimeout(f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s.")
+    raise UpstreamTimeout(f"Upstream for model {model.name!r} sent nothing for {model.timeout_s} s during {during}.")
 
 
 def last_user_text(messages: object) -> str:

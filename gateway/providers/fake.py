@@ -1,6 +1,7 @@
 """Deterministic in-process provider for demos, tests and evals; the upstream model name picks the behaviour.
 
-- `fake/echo`            replies with the last user message (completions: the prompt)
+- `fake/echo`            replies with the last user message (completions: the prompt); asked for
+                         `response_format: {type: json_object}`, with {"echo": message} unless it is a JSON object
 - `fake/tool_call:NAME`  replies with one call of tool NAME whose arguments are the last user message as
                          {"input": ...} (or the JSON object it contains), finish_reason "tool_calls"
 - `fake/error:STATUS`    fails as an upstream answering STATUS would (429 and 5xx are retried)
@@ -123,6 +124,7 @@ def chat_completion(model: ModelConfig, body: JSONObject, *, tool: str | None) -
         }
         finish, completion_tokens = "tool_calls", words(arguments)
     else:
+        text = as_json_object(text) if json_object_requested(body) else text
         message, finish, completion_tokens = {"role": "assistant", "content": text}, "stop", words(text)
     choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(n)]
     return {
@@ -134,6 +136,22 @@ def chat_completion(model: ModelConfig, body: JSONObject, *, tool: str | None) -
         "usage": usage(prompt_tokens, completion_tokens * n),
         "system_fingerprint": "fake",
     }
+
+
+def json_object_requested(body: JSONObject) -> bool:
+    response_format = body.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") == "json_object"
+
+
+def as_json_object(text: str) -> str:
+    """The echo as the JSON object a `response_format: json_object` request asks for: the text itself when it is
+    one, else {"echo": text}."""
+    try:
+        if isinstance(orjson.loads(text), dict):
+            return text
+    except orjson.JSONDecodeError:
+        pass
+    return orjson.dumps({"echo": text}).decode()
 
 
 def text_completion(model: ModelConfig, body: JSONObject) -> JSONObject:

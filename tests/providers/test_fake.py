@@ -76,3 +76,12 @@ async def test_dispatch_log_names_the_fallback_it_tries_and_says_when_none_is_le
         "model doomed failed; trying fallback also-flaky",
         "model also-flaky failed; no fallback left",
     ]  # a route of one deployment ("lonely") has no fallback to announce
+
+
+@pytest.mark.parametrize(
+    ("text", "content"), [("plain words", '{"echo":"plain words"}'), ('{"queue": "bugs"}', '{"queue": "bugs"}')]
+)
+async def test_echo_asked_for_a_json_object_answers_one(client: httpx.AsyncClient, text: str, content: str) -> None:
+    body = chat("demo", text, response_format={"type": "json_object"})
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=body)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == content

@@ -87,6 +87,8 @@ def read_rows_blocking(url: str, statement: Select[tuple[object, ...]]) -> list[
     only look (`gateway policy check --config`). Raises MigrationError naming the database when it cannot."""
     try:
         parsed = _parse_url(url)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").expanduser().is_file():
+            raise FileNotFoundError(f"no such file {parsed.database}")  # connecting would create an empty one
         engine = create_engine(parsed.set(drivername=_sync_driver(parsed)))
         try:
             with engine.connect() as connection:
@@ -94,8 +96,9 @@ def read_rows_blocking(url: str, statement: Select[tuple[object, ...]]) -> list[
         finally:
             engine.dispose()
     except Exception as exc:  # the driver boundary: one error that names the database
-        raise MigrationError(f"Reading database {mask_password(url)} failed (is it at schema head? "
-                             f"run `gateway migrate`): {exc}") from exc  # fmt: skip
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc  # without the statement SQLAlchemy appends
+        raise MigrationError(f"Reading database {mask_password(url)} failed: {reason} "
+                             "(is it at the newest schema? `gateway migrate` brings it there)") from exc  # fmt: skip
 
 
 def _revisions(connection: Connection) -> list[str]:

@@ -119,3 +119,13 @@ async def test_policy_check_cli_warns_about_keys_of_its_config_database(
                         "(neither a key id nor a prefix any key has had)"]  # fmt: skip
     assert main(["policy", "check", str(folder)]) == 0
     assert "not checked against the keys (give --config" in capsys.readouterr().out
+
+
+def test_policy_check_cli_with_a_config_whose_database_is_missing_exits_2(
+    folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file = tmp_path / "gateway.yaml"
+    config_file.write_text(f"models: []\ndatabase_url: sqlite:///{tmp_path / 'none.db'}\n")
+    assert main(["policy", "check", str(folder), "--config", str(config_file)]) == 2
+    assert f"no such file {tmp_path / 'none.db'}" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()  # a check creates nothing

@@ -45,7 +45,7 @@ def now() -> datetime:
 
 
 class KeyService:
-    """The only writer of teams and api_keys."""
+    """The only writer of teams, api_keys and key_prefixes."""
 
     def __init__(self, db: Database, *, make_secret: Callable[[], str] = new_secret) -> None:
         self.db = db

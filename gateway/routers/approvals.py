@@ -29,7 +29,9 @@ class Decision(BaseModel):
 
 class SuspensionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key_id: str | None = Field(default=None, description="Suspend this key's tool calls ...")
+    key_id: str | None = Field(
+        default=None, description="Suspend this key's tool calls (its id or any prefix it has had) ..."
+    )
     all: bool = Field(default=False, description="... or everyone's.")
     reason: str | None = Field(default=None, max_length=4000)
 

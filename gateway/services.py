@@ -176,7 +176,8 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         registry = ProviderRegistry(config, direct=OpenAICompatProvider(pool))
         tokens = PromptCounter(TokenCounter())
         make_check = functools.partial(build_check, session=lambda: http, count=tokens.prompt)
-        policies = PolicyStore(config.policies, make_check)  # a bad policy file stops startup here
+        # A bad policy file stops startup here; applies_to.keys entries that match no key are logged as warnings.
+        policies = PolicyStore(config.policies, make_check, key_names=lambda: key_cache.names)
         telemetry = open_telemetry(config, stack)
         webhooks = WebhookNotifier(config.approvals.webhooks, lambda: http)
         approvals = ApprovalService(db, audit, webhooks, sweep_interval_s=config.approvals.sweep_interval_s)

@@ -41,10 +41,13 @@ class KeyEntry:
     rates: tuple[RateScope, ...]
     expires_at: float | None  # POSIX seconds
     revoked: bool
+    # What a policy's applies_to.keys may name this key by: its id and every prefix it has had (rotation adds one).
+    aliases: frozenset[str] = frozenset()
     counts_tokens: bool = field(init=False)  # some scope has a tpm: prompts are counted before the call
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "counts_tokens", any(rate.tpm for rate in self.rates))
+        object.__setattr__(self, "aliases", self.aliases | {self.id, self.prefix})
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

@@ -16,7 +16,7 @@ from sqlmodel import select
 from gateway.calls.caller import BudgetScope, KeyEntry, Period, RateScope
 from gateway.storage.changefeed import ChangeFeed
 from gateway.storage.db import Database
-from gateway.storage.tables import ApiKey, Team
+from gateway.storage.tables import ApiKey, KeyPrefix, Team
 
 if TYPE_CHECKING:  # redis is imported only when redis_url is set
     from redis.asyncio import Redis
@@ -30,7 +30,7 @@ _STAMP = core_select(
 )
 
 
-def build_entry(key: ApiKey, team: Team | None) -> KeyEntry:
+def build_entry(key: ApiKey, team: Team | None, prefixes: frozenset[str] = frozenset()) -> KeyEntry:
     budgets: list[BudgetScope] = []
     rates: list[RateScope] = []
     allowed = set(key.allowed_models) if key.allowed_models is not None else None
@@ -57,6 +57,7 @@ def build_entry(key: ApiKey, team: Team | None) -> KeyEntry:
         rates=tuple(rates),
         expires_at=key.expires_at.timestamp() if key.expires_at else None,
         revoked=key.revoked_at is not None,
+        aliases=prefixes,
     )
 
 
@@ -71,6 +72,7 @@ class KeyCache:
     def __init__(self, db: Database, *, redis: Redis | None = None) -> None:
         self.db = db
         self._by_hash: dict[str, KeyEntry] = {}
+        self.names: frozenset[str] = frozenset()  # every key id and every prefix any key has had
         self.feed = ChangeFeed("keys", stamp=self._current_version, reload=self._load, redis=redis)
 
     def get(self, key_hash: str) -> KeyEntry | None:
@@ -86,7 +88,14 @@ class KeyCache:
         async with self.db.session() as session:
             teams = {t.id: t for t in (await session.exec(select(Team))).all()}
             keys = (await session.exec(select(ApiKey))).all()
-        self._by_hash = {k.key_hash: build_entry(k, teams.get(k.team_id) if k.team_id else None) for k in keys}
+            prefixes: dict[str, set[str]] = {}
+            for row in (await session.exec(select(KeyPrefix))).all():
+                prefixes.setdefault(row.key_id, set()).add(row.prefix)
+        self._by_hash = {
+            k.key_hash: build_entry(k, teams.get(k.team_id) if k.team_id else None, frozenset(prefixes.get(k.id, ())))
+            for k in keys
+        }
+        self.names = frozenset(name for entry in self._by_hash.values() for name in entry.aliases)
 
     async def reload(self) -> None:
         await self.feed.refresh(force=True)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import union
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from gateway.errors import InvalidRequest, NotFound
 from gateway.schemas.admin import KeyCreate, KeyUpdate, TeamCreate, TeamUpdate
-from gateway.storage.db import Database
-from gateway.storage.tables import ApiKey, Team
+from gateway.storage.db import Database, read_rows_blocking
+from gateway.storage.tables import ApiKey, KeyPrefix, Team
 from gateway.usage.pricing import nanos
 
 KEY_PREFIX = "sk-gw-"
 VISIBLE_CHARS = 12  # "sk-gw-" and six random characters: enough to tell keys apart, useless to an attacker
+# A new secret whose prefix some key already had is drawn again, so a prefix names one key forever; at 36 random
+# bits a second draw is already rare.
+PREFIX_DRAWS = 5
 
 
 def hash_key(secret: str) -> str:
@@ -29,15 +33,23 @@ def new_secret() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def load_key_names(database_url: str) -> frozenset[str]:
+    """Every key id and every prefix any key has had, read from a database without migrating it (for `gateway
+    policy check --config`); raises MigrationError."""
+    rows = read_rows_blocking(database_url, union(select(ApiKey.id), select(KeyPrefix.prefix)))  # type: ignore[arg-type]
+    return frozenset(str(row[0]) for row in rows)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
 
 class KeyService:
-    """The only writer of teams and api_keys."""
+    """The only writer of teams, api_keys and key_prefixes."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, make_secret: Callable[[], str] = new_secret) -> None:
         self.db = db
+        self.make_secret = make_secret
 
     async def create_team(self, spec: TeamCreate) -> Team:
         team = Team(
@@ -83,12 +95,11 @@ class KeyService:
     async def create_key(self, spec: KeyCreate) -> tuple[ApiKey, str]:
         """Returns the stored key and its secret, which is never retrievable again."""
         team_id = (await self.get_team(spec.team)).id if spec.team else None
-        secret = new_secret()
         key = ApiKey(
             id="key_" + secrets.token_hex(8),
             name=spec.name,
-            key_hash=hash_key(secret),
-            prefix=secret[:VISIBLE_CHARS],
+            key_hash="",
+            prefix="",
             team_id=team_id,
             role=spec.role,
             allowed_models=list(spec.models) if spec.models is not None else None,
@@ -99,10 +110,7 @@ class KeyService:
             expires_at=spec.expires_at,
             metadata_=dict(spec.metadata),
         )
-        async with self.db.session() as session:
-            session.add(key)
-            await session.commit()
-        return key, secret
+        return key, await self._save_with_new_secret(key)
 
     async def list_keys(self, *, team: str | None = None, include_revoked: bool = False) -> Sequence[ApiKey]:
         query = select(ApiKey).order_by(col(ApiKey.created_at))
@@ -114,10 +122,13 @@ class KeyService:
             return (await session.exec(query)).all()
 
     async def get_key(self, ref: str) -> ApiKey:
-        """A key by id or by its visible prefix. Raises NotFound."""
+        """A key by id or by a visible prefix it has had (a prefix names one key forever). Raises NotFound."""
         async with self.db.session() as session:
             key = await session.get(ApiKey, ref)
             if key is None:
+                named = await session.get(KeyPrefix, ref)
+                key = await session.get(ApiKey, named.key_id) if named is not None else None
+            if key is None:  # a row written without its prefix record (by hand, or by a tool of its own)
                 key = (await session.exec(select(ApiKey).where(ApiKey.prefix == ref))).first()
         if key is None:
             raise NotFound(f"No key {ref!r}.", code="key_not_found")
@@ -144,15 +155,33 @@ class KeyService:
         key = await self.get_key(ref)
         if key.revoked_at is not None:
             raise InvalidRequest(f"Key {key.prefix} is revoked; create a new one.", param="key")
-        secret = new_secret()
-        key.key_hash, key.prefix = hash_key(secret), secret[:VISIBLE_CHARS]
-        return await self._save(key), secret
+        key.updated_at = now()
+        return key, await self._save_with_new_secret(key)
 
-    async def revoke_key(self, ref: str) -> ApiKey:
+    async def revoke_key(self, ref: str) -> tuple[ApiKey, bool]:
+        """Revokes the key; the bool says whether this call revoked it (False: it already was, nothing changed)."""
         key = await self.get_key(ref)
-        if key.revoked_at is None:
-            key.revoked_at = now()
-        return await self._save(key)
+        if key.revoked_at is not None:
+            return key, False
+        key.revoked_at = now()
+        return await self._save(key), True
+
+    async def _save_with_new_secret(self, key: ApiKey) -> str:
+        """Gives the key a new secret whose prefix no key has had, and records that prefix in key_prefixes (the key's
+        former ones stay there); returns the secret. (Two instances drawing the same unused prefix in the same
+        moment would fail on key_prefixes' primary key: a 500, at odds of 2^-36 per pair of writes.)"""
+        async with self.db.session() as session:
+            for _ in range(PREFIX_DRAWS):
+                secret = self.make_secret()
+                if await session.get(KeyPrefix, secret[:VISIBLE_CHARS]) is None:
+                    break
+            else:
+                raise RuntimeError(f"no unused key prefix in {PREFIX_DRAWS} draws")
+            key.key_hash, key.prefix = hash_key(secret), secret[:VISIBLE_CHARS]
+            session.add(key)
+            session.add(KeyPrefix(prefix=key.prefix, key_id=key.id))
+            await session.commit()
+        return secret
 
     async def _save(self, key: ApiKey) -> ApiKey:
         key.updated_at = now()

@@ -53,7 +53,8 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             last: GatewayError | None = None
-            for deployment in ctx.route:
+            route = ctx.route
+            for position, deployment in enumerate(route):
                 for retry in range(deployment.config.max_retries + 1):
                     ctx.attempts += 1
                     ctx.deployment = deployment.config
@@ -66,8 +67,11 @@ class Dispatcher:
                         if not exc.retryable or retry == deployment.config.max_retries:
                             break
                         await self._sleep(self._delay(retry, exc))
-                if last is not None:
-                    log.warning("model %s failed (%s), trying next deployment", deployment.config.name, last.message)
+                if last is not None and position + 1 < len(route):
+                    log.warning("model %s failed (%s); trying fallback %s", deployment.config.name, last.message,
+                                route[position + 1].config.name)  # fmt: skip
+                elif last is not None and position:
+                    log.warning("model %s failed (%s); no fallback left", deployment.config.name, last.message)
             assert last is not None, "a route has at least one deployment"
             raise last
         finally:

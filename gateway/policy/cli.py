@@ -209,15 +209,28 @@ def cmd_policy(args: object) -> int:
     import sys
 
     from gateway.checks.context import build_check
+    from gateway.identity.keys import load_key_names
+    from gateway.settings import Settings
+    from gateway.storage.db import MigrationError
 
     path = Path(args.path)  # type: ignore[attr-defined]
+    config_path = getattr(args, "config", None)
     try:
-        store = PolicyStore(str(path), build_check)
+        key_names = load_key_names(Settings(config=config_path).resolve().database_url) if config_path else None
+    except MigrationError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    try:
+        store = PolicyStore(str(path), build_check, key_names=(lambda: key_names) if key_names is not None else None)
     except PolicyError as exc:
         print(f"gateway: invalid policies\n{exc}", file=sys.stderr)
         return 2
     if args.action == "check":  # type: ignore[attr-defined]
         print("\n".join(summary(store.current)))
+        for warning in store.warnings():
+            print(f"warning: {warning}")
+        if key_names is None and any(policy.keys is not None for policy in store.current.policies):
+            print("note: applies_to.keys entries were not checked against the keys (give --config to read them)")
         return 0
     try:
         cases = load_cases(Path(args.cases))  # type: ignore[attr-defined]
@@ -244,6 +257,9 @@ def add_policy_commands(commands) -> None:  # type: ignore[no-untyped-def]
     actions = policy.add_subparsers(dest="action", required=True)
     check = actions.add_parser("check", help="validate a policy file or folder and summarise what applies to what")
     check.add_argument("path")
+    check.add_argument(
+        "--config", type=Path, help="also warn about applies_to.keys entries that match no key of its database"
+    )
     test = actions.add_parser("test", help="dry-run a cases file through the policies; non-zero exit on a mismatch")
     test.add_argument("path")
     test.add_argument("cases")

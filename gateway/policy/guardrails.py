@@ -16,7 +16,7 @@ from typing import Union
 from gateway.calls.context import CallContext
 from gateway.checks.base import Finding, redact
 from gateway.errors import PolicyDenied
-from gateway.policy.loader import CompiledGuardrail
+from gateway.policy.loader import NO_KEY, CompiledGuardrail
 from gateway.policy.spec import ACTION_RANK
 from gateway.policy.store import PolicyStore
 
@@ -107,7 +107,7 @@ class GuardrailEngine:
         ctx.policy_sha256 = policies.sha256
         key = ctx.principal.key if ctx.principal else None
         return policies.guardrails_for(
-            key=(key.id, key.prefix) if key else (None, None),
+            key=key.aliases if key else NO_KEY,
             team=(key.team_id, key.team_name) if key else (None, None),
             model=ctx.model,
             route=ctx.operation,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from gateway.policy.spec import Action, Mode, PolicyFile, Stage
 from gateway.toolcalls.rules import CompiledToolRules, compile_tool_rules, glob_pattern
 
 POLICY_SUFFIXES = (".yaml", ".yml")
+NO_KEY: frozenset[str] = frozenset()  # the master key's aliases: only policies without applies_to.keys apply
 
 
 class PolicyError(ConfigError):
@@ -53,14 +54,15 @@ class CompiledPolicy:
     guardrails: tuple[CompiledGuardrail, ...]
     tools: CompiledToolRules | None = None
 
-    def applies(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None], model: str,
-                route: str) -> bool:  # fmt: skip
-        """key and team are (id, second name: prefix or team name); None matches only an absent filter."""
+    def applies(self, *, key: frozenset[str], team: tuple[str | None, str | None], model: str, route: str) -> bool:
+        """key is the caller key's aliases (its id and every prefix it has had; empty for the master key), so a
+        policy naming a key by a prefix keeps applying after rotation; team is (id, name); None matches only an
+        absent filter."""
         if self.routes is not None and route not in self.routes:
             return False
         if self.models is not None and not self.models.fullmatch(model):
             return False
-        if self.keys is not None and not (self.keys & {k for k in key if k}):
+        if self.keys is not None and self.keys.isdisjoint(key):
             return False
         return self.teams is None or bool(self.teams & {t for t in team if t})
 
@@ -78,7 +80,7 @@ class PolicySet:
     def __post_init__(self) -> None:
         object.__setattr__(self, "empty", not any(policy.guardrails or policy.tools for policy in self.policies))
 
-    def guardrails_for(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None],
+    def guardrails_for(self, *, key: frozenset[str], team: tuple[str | None, str | None],
                        model: str, route: str) -> dict[str, tuple[CompiledGuardrail, ...]]:  # fmt: skip
         """The guardrails that govern one call, by stage; memoised per (key, team, model, route)."""
         cache_key = (key, team, model, route)
@@ -94,7 +96,7 @@ class PolicySet:
                 self._cache[cache_key] = found
         return found
 
-    def tool_rules_for(self, *, key: tuple[str | None, str | None], team: tuple[str | None, str | None],
+    def tool_rules_for(self, *, key: frozenset[str], team: tuple[str | None, str | None],
                        model: str, route: str) -> tuple[CompiledToolRules, ...]:  # fmt: skip
         """The tool rules of every policy that governs this call, in set order (shadow ones included); memoised
         per (key, team, model, route) like guardrails_for."""
@@ -112,6 +114,17 @@ class PolicySet:
 
 
 EMPTY = PolicySet(policies=(), sha256=hashlib.sha256(b"").hexdigest(), files=())
+
+
+def unknown_keys(policies: PolicySet, known: Collection[str]) -> list[str]:
+    """One warning per applies_to.keys entry that is neither a key id nor a prefix any key has had (a typo, or a
+    key of another database): such an entry matches no call. `known` is the key cache's `names`."""
+    return [
+        f"{policy.source}: applies_to.keys: {ref!r} matches no key (neither a key id nor a prefix any key has had)"
+        for policy in policies.policies
+        for ref in sorted(policy.keys or ())
+        if ref not in known
+    ]
 
 
 def policy_files(path: Path) -> list[Path]:

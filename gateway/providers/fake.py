@@ -1,10 +1,13 @@
 """Deterministic in-process provider for demos, tests and evals; the upstream model name picks the behaviour.
 
-- `fake/echo`            replies with the last user message (completions: the prompt)
+- `fake/echo`            replies with the last user message (completions: the prompt); asked for
+                         `response_format: {type: json_object}`, with {"echo": message} unless it is a JSON object
 - `fake/tool_call:NAME`  replies with one call of tool NAME whose arguments are the last user message as
                          {"input": ...} (or the JSON object it contains), finish_reason "tool_calls"
 - `fake/error:STATUS`    fails as an upstream answering STATUS would (429 and 5xx are retried)
 - `fake/slow:MS`         echoes after MS milliseconds (streams: spread over the chunks)
+Like every provider it honours the model's `timeout_s`: an answer later than that is a 504 `provider_timeout`
+after timeout_s (streams: a gap between two events longer than timeout_s, as on the direct path).
 Token counts are whitespace words, so tests can predict them.
 """
 
@@ -21,7 +24,7 @@ from collections.abc import AsyncIterator
 import orjson
 
 from gateway.config import ModelConfig
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, UpstreamTimeout
 from gateway.providers.base import DONE_EVENT, JSONObject, Operation, Reply, error_for_status
 
 
@@ -61,10 +64,10 @@ class FakeProvider:
             if op == "completions"
             else chat_completion(model, body, tool=arg if behaviour == "tool_call" else None)
         )
-        delay = int(arg) / 1000 if behaviour == "slow" and arg.isdigit() else 0.0
+        gap = int(arg) / 10_000 if behaviour == "slow" and arg.isdigit() else 0.0
         for chunk in stream_chunks(op, whole):
-            if delay:
-                await asyncio.sleep(delay / 10)
+            if gap:
+                await wait(gap, model, during="a stream")
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
@@ -77,7 +80,18 @@ class FakeProvider:
             status = int(arg) if arg.isdigit() else 500
             raise error_for_status(status, "fake provider error", model)
         if behaviour == "slow" and not stream:
-            await asyncio.sleep(int(arg) / 1000 if arg.isdigit() else 0.1)
+            await wait(int(arg) / 1000 if arg.isdigit() else 0.1, model)
+
+
+async def wait(delay_s: float, model: ModelConfig, *, during: str | None = None) -> None:
+    """Sleeps delay_s, or raises UpstreamTimeout after the model's timeout_s when that comes first."""
+    if delay_s <= model.timeout_s:
+        await asyncio.sleep(delay_s)
+        return
+    await asyncio.sleep(model.timeout_s)
+    if during is None:
+        raise UpstreamTimeout(f"Upstream for model {model.name!r} did not answer within {model.timeout_s} s.")
+    raise UpstreamTimeout(f"Upstream for model {model.name!r} sent nothing for {model.timeout_s} s during {during}.")
 
 
 def last_user_text(messages: object) -> str:
@@ -110,6 +124,7 @@ def chat_completion(model: ModelConfig, body: JSONObject, *, tool: str | None) -
         }
         finish, completion_tokens = "tool_calls", words(arguments)
     else:
+        text = as_json_object(text) if json_object_requested(body) else text
         message, finish, completion_tokens = {"role": "assistant", "content": text}, "stop", words(text)
     choices = [{"index": i, "message": message, "logprobs": None, "finish_reason": finish} for i in range(n)]
     return {
@@ -121,6 +136,22 @@ def chat_completion(model: ModelConfig, body: JSONObject, *, tool: str | None) -
         "usage": usage(prompt_tokens, completion_tokens * n),
         "system_fingerprint": "fake",
     }
+
+
+def json_object_requested(body: JSONObject) -> bool:
+    response_format = body.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") == "json_object"
+
+
+def as_json_object(text: str) -> str:
+    """The echo as the JSON object a `response_format: json_object` request asks for: the text itself when it is
+    one, else {"echo": text}."""
+    try:
+        if isinstance(orjson.loads(text), dict):
+            return text
+    except orjson.JSONDecodeError:
+        pass
+    return orjson.dumps({"echo": text}).decode()
 
 
 def text_completion(model: ModelConfig, body: JSONObject) -> JSONObject:

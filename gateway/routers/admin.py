@@ -132,15 +132,19 @@ async def rotate_key(ref: str, request: Request) -> KeyOut:
 @router.post("/keys/{ref}/revoke")
 async def revoke_key(ref: str, request: Request) -> KeyOut:
     services, who = caller(request, "admin")
-    key = await services.keys.revoke_key(ref)
-    await changed(services, who, "key.revoked", key.id, prefix=key.prefix)
-    return key_out(key)
+    return key_out(await revoke(services, who, ref))
 
 
 @router.delete("/keys/{ref}")
 async def delete_key(ref: str, request: Request) -> JSONResponse:
     """DELETE revokes: the row stays, so its usage keeps its owner."""
     services, who = caller(request, "admin")
-    key = await services.keys.revoke_key(ref)
-    await changed(services, who, "key.revoked", key.id, prefix=key.prefix)
-    return JSONResponse(key_out(key).model_dump(mode="json"))
+    return JSONResponse(key_out(await revoke(services, who, ref)).model_dump(mode="json"))
+
+
+async def revoke(services: Services, who: Principal, ref: str) -> ApiKey:
+    """Revoking a revoked key is a no-op: the same answer (its first revoked_at), no second audit record."""
+    key, revoked_now = await services.keys.revoke_key(ref)
+    if revoked_now:
+        await changed(services, who, "key.revoked", key.id, prefix=key.prefix)
+    return key

@@ -29,7 +29,9 @@ class Decision(BaseModel):
 
 class SuspensionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key_id: str | None = Field(default=None, description="Suspend this key's tool calls ...")
+    key_id: str | None = Field(
+        default=None, description="Suspend this key's tool calls (its id or any prefix it has had) ..."
+    )
     all: bool = Field(default=False, description="... or everyone's.")
     reason: str | None = Field(default=None, max_length=4000)
 
@@ -135,6 +137,8 @@ async def suspend(spec: SuspensionCreate, request: Request) -> dict[str, object]
 async def lift(scope: str, request: Request) -> dict[str, object]:
     services, principal = caller(request)
     require_role(principal, "admin")
+    if scope.startswith("key:"):  # key:<id or a prefix the key has had>, stored by id
+        scope = scope_of((await services.keys.get_key(scope.removeprefix("key:"))).id)
     if not await services.tool_switch.lift(scope):
         raise NotFound(f"No tool suspension with scope {scope!r} (use 'all' or 'key:<key id>').")
     services.audit.record(AuditEvent.by(principal, "tools.resumed", subject=scope, outcome="resumed"))

@@ -19,6 +19,7 @@ def describe(store: PolicyStore, policies: PolicySet) -> dict[str, object]:
         "sha256": policies.sha256,
         "files": list(policies.files),
         "last_error": store.last_error,
+        "warnings": store.warnings(),
         "policies": [
             {
                 "name": p.name,

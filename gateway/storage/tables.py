@@ -107,6 +107,17 @@ class ApiKey(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
 
 
+class KeyPrefix(SQLModel, table=True):
+    """Every visible prefix a key has had (its current one included): rotation adds one, nothing removes any, and
+    no two keys ever share one. Policies that name a key by a prefix keep applying to it after rotation."""
+
+    __tablename__ = "key_prefixes"
+
+    prefix: str = Field(primary_key=True)
+    key_id: str = Field(foreign_key="api_keys.id", index=True)
+    created_at: datetime = Field(default_factory=_now, sa_type=UTCDateTime)
+
+
 class AuditRecord(SQLModel, table=True):
     """One audit event, chained: `hash` = sha256(prev_hash + canonical JSON of the event and seq).
 

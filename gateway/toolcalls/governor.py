@@ -26,6 +26,7 @@ from gateway.approvals.service import ApprovalService
 from gateway.approvals.views import approval_json
 from gateway.calls.context import CallContext
 from gateway.errors import PolicyDenied
+from gateway.policy.loader import NO_KEY
 from gateway.policy.store import PolicyStore
 from gateway.storage.tables import ApprovalRequest
 from gateway.toolcalls.engine import Caller, ToolCall, ToolDecision, combine, evaluate
@@ -97,7 +98,7 @@ class ToolGovernor:
             return ()
         key = ctx.principal.key if ctx.principal else None
         rules = policies.tool_rules_for(
-            key=(key.id, key.prefix) if key else (None, None),
+            key=key.aliases if key else NO_KEY,
             team=(key.team_id, key.team_name) if key else (None, None),
             model=ctx.model,
             route=ctx.operation,

@@ -17,7 +17,7 @@ from gateway.audit.log import AuditLog
 from gateway.storage.db import Database, open_database, run_migrations
 from tests.conftest import POSTGRES_ADMIN_URL
 
-TABLES = ("audit_records", "audit_checkpoints", "api_keys", "teams")  # what these tests write
+TABLES = ("audit_records", "audit_checkpoints", "key_prefixes", "api_keys", "teams")  # what these tests write
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

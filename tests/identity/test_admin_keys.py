@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlmodel import select
 
-from gateway.storage.tables import ApiKey
+from gateway.storage.tables import ApiKey, AuditRecord
 from tests.conftest import AUTH, chat
 
 
@@ -112,3 +112,16 @@ async def test_admin_input_errors_are_openai_shaped(client: httpx.AsyncClient) -
     assert r.status_code == 400 and "already exists" in r.json()["error"]["message"]
     r = await client.get("/admin/keys/key_missing", headers=AUTH)
     assert r.status_code == 404
+
+
+async def test_revoking_twice_answers_the_same_and_audits_once(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
+    created = await create_key(client)
+    first = await client.post(f"/admin/keys/{created['prefix']}/revoke", headers=AUTH)
+    second = await client.post(f"/admin/keys/{created['id']}/revoke", headers=AUTH)
+    third = await client.delete(f"/admin/keys/{created['id']}", headers=AUTH)
+    assert first.status_code == second.status_code == third.status_code == 200
+    assert first.json()["revoked_at"] == second.json()["revoked_at"] == third.json()["revoked_at"] is not None
+    await app.state.services.audit.flush()
+    async with app.state.services.db.session() as session:
+        rows = (await session.exec(select(AuditRecord).where(AuditRecord.action == "key.revoked"))).all()
+    assert [(row.subject, row.outcome) for row in rows] == [(created["id"], "done")]

@@ -84,7 +84,7 @@ def test_scoping_by_team_model_and_route(tmp_path: Path) -> None:
     policies = load_policies(tmp_path)
 
     def ids(team: str | None, model: str, route: str) -> list[str]:
-        found = policies.guardrails_for(key=(None, None), team=(None, team), model=model, route=route)
+        found = policies.guardrails_for(key=frozenset(), team=(None, team), model=model, route=route)
         return [g.id for g in found["input"]]
 
     assert ids("research", "gpt-4o", "chat") == ["g-all", "g-research"]
@@ -156,7 +156,7 @@ def test_tool_rules_load_in_the_same_file_and_errors_name_their_path(tmp_path: P
         " expires_after: 15m}\n",
     )
     policies = load_policies(tmp_path)
-    (rules,) = policies.tool_rules_for(key=(None, None), team=(None, None), model="m", route="chat")
+    (rules,) = policies.tool_rules_for(key=frozenset(), team=(None, None), model="m", route="chat")
     assert [r.id for r in rules.rules] == ["refund-small", "refund-large"]
     write(
         tmp_path,

@@ -7,6 +7,7 @@ Each test runs a real `gateway serve` process (~2 s to start, shared by a module
 from __future__ import annotations
 
 import json
+import pickle
 import socket
 import threading
 import time
@@ -14,7 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
+from uvicorn.server import ServerState
 
+from gateway.cli import serve_protocol
+from gateway.config import parse_config
+from gateway.httpserver import GatewayHttpProtocol
 from tests.servers import ServedGateway
 
 TIMEOUT_S = 0.5  # header_timeout_s and body_timeout_s of the served gateway
@@ -234,3 +240,12 @@ def test_connection_over_max_connections_gets_503_and_a_log_line(tmp_path: Path)
     assert f"refused connection from {peer[0]}:{peer[1]}: 20 connections open, server.max_connections is 20" in (
         log_of(server)
     )
+
+
+def test_serve_protocol_reaches_every_worker_with_the_configured_limits() -> None:
+    """uvicorn pickles its config, protocol factory included, into each spawned worker process."""
+    config = parse_config({"server": {"max_header_bytes": 2048, "body_timeout_s": 7}}, source="test", env={})
+    factory = pickle.loads(pickle.dumps(serve_protocol(config)))
+    protocol = factory(uvicorn.Config(app=None), ServerState(), {})
+    assert isinstance(protocol, GatewayHttpProtocol)
+    assert (protocol.max_header_bytes, protocol.body_timeout) == (2048, 7)

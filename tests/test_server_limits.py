@@ -154,6 +154,20 @@ def test_incomplete_head_gets_408_and_a_silent_connection_a_plain_close(gateway:
     assert "request head incomplete within server.header_timeout_s (0.5s); answered 408" in log
 
 
+def test_second_request_on_a_kept_alive_connection_has_its_own_header_deadline(gateway: ServedGateway) -> None:
+    with connect(gateway) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        first = sock.recv(65536)
+        time.sleep(TIMEOUT_S)  # longer than the first request's deadline: the wait between requests is not counted
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: t\r\n")  # a second head that never ends
+        started = time.monotonic()
+        status, _, body = answer_of(read_all(sock))
+        waited = time.monotonic() - started
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert status == 408 and body["error"]["code"] == "request_timeout"  # type: ignore[index]
+    assert TIMEOUT_S - 0.05 < waited < TIMEOUT_S + 1
+
+
 def test_head_over_max_header_bytes_gets_431_before_more_is_read(gateway: ServedGateway) -> None:
     with connect(gateway) as sock:
         peer = sock.getsockname()
@@ -224,6 +238,7 @@ def test_2000_half_open_connections_are_closed_at_the_deadline_while_healthz_sta
 
 
 def test_connection_over_max_connections_gets_503_and_a_log_line(tmp_path: Path) -> None:
+    """Its own gateway (max_connections 20): ~3-8 s, mostly that process's start."""
     server = ServedGateway(write_config(tmp_path, max_connections=20, header_timeout_s=30)).start()
     held = [connect(server) for _ in range(20)]  # the gateway's own start-up probe has closed by now
     try:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from gateway import __version__
@@ -13,6 +14,7 @@ from gateway.allocator import limit_malloc_arenas
 from gateway.approvals.cli import add_approval_commands
 from gateway.audit.cli import add_audit_commands
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.httpserver import GatewayHttpProtocol, ServerLimits, raise_descriptor_limit
 from gateway.identity.cli import add_identity_commands
 from gateway.policy.cli import add_policy_commands
 from gateway.prompts.cli import add_prompt_commands
@@ -98,6 +100,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     limit_malloc_arenas()  # before uvicorn starts threads and workers
+    warning = raise_descriptor_limit(config.server.max_connections)  # workers inherit the limit
+    if warning:
+        print(f"gateway: warning: {warning}", file=sys.stderr)
     # Set before the workers start, so /metrics on any of them sums all of them.
     with multiprocess_metrics(args.workers):
         uvicorn.run(
@@ -110,9 +115,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=args.access_log,
             proxy_headers=False,
             server_header=False,
-            http="gateway.httpserver:GatewayHttpProtocol",
+            # Pickled into each worker process with uvicorn's config: every worker applies the same limits.
+            http=serve_protocol(config),  # type: ignore[arg-type]
         )
     return 0
+
+
+def serve_protocol(config: GatewayConfig) -> partial[GatewayHttpProtocol]:
+    """The HTTP protocol `gateway serve` runs: ours, with the config's `server:` limits."""
+    return partial(GatewayHttpProtocol, limits=ServerLimits(config.server))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -111,6 +111,20 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The client stopped sending its request (head or body) for longer than the server allows."""
+
+    status_code = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
+class HeadersTooLarge(GatewayError):
+    status_code = 431
+    type = "invalid_request_error"
+    code = "request_headers_too_large"
+
+
 class BudgetExceeded(GatewayError):
     status_code = 429
     type = "insufficient_quota"
@@ -153,6 +167,14 @@ class UpstreamNotFound(NotFound):
     """The provider does not know the upstream model or path (its 404)."""
 
     code = "upstream_not_found"
+
+
+class ServerBusy(GatewayError):
+    """The worker already holds as many connections as it allows; the client should retry later."""
+
+    status_code = 503
+    type = "server_error"
+    code = "too_many_connections"
 
 
 class ClientDisconnected(GatewayError):

@@ -122,6 +122,14 @@ async def test_body_over_limit_is_413(make_config: MakeConfig, upstream: FakeUps
     assert upstream.requests == []
 
 
+async def test_body_over_the_default_4_mib_is_413(client: httpx.AsyncClient, upstream: FakeUpstream) -> None:
+    text = "x" * (4 * 1024 * 1024)  # the body is this and its JSON framing: just over 4 MiB
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", text))
+    assert r.status_code == 413
+    assert "limit of 4194304 bytes" in r.json()["error"]["message"]
+    assert upstream.requests == []
+
+
 async def test_upstream_5xx_is_retried_then_succeeds(client: httpx.AsyncClient, upstream: FakeUpstream) -> None:
     upstream.fail_next(503, times=2)
     r = await client.post("/v1/chat/completions", headers=AUTH, json=chat("gpt-test", "again"))

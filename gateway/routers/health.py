@@ -11,12 +11,12 @@ from gateway.services import Services
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])  # HEAD: the same answer without its body
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.api_route("/readyz", methods=["GET", "HEAD"])
 async def readyz(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     try:

@@ -248,3 +248,53 @@ async def test_stream_holds_a_private_key_block_whole(
     content = streamed_content(sse(r.text))
     assert "MIIEvQ" not in content and "[REDACTED:private_key]" in content
     assert content.startswith("Here it is:") and content.endswith("Done.")
+
+
+async def test_scanning_a_large_prompt_leaves_the_event_loop_free(
+    make_config: MakeConfig, tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """60,000 e-mail addresses: ~0.6 s of PII scanning, mostly Python per match, which a worker thread interleaves
+    with the event loop (a plain re search would hold it for its whole C call, thread or not)."""
+    import asyncio
+    import gc
+    import time
+
+    from gateway.app import create_app
+
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "block.yaml").write_text(
+        "name: block\nguardrails:\n"
+        "  - {id: pii-block, stage: input, check: pii, params: {kinds: [email]}, action: block}\n"
+    )
+    app = create_app(make_config(policies=str(folder)), freeze_gc=False)
+    gaps: list[float] = []
+    done = False
+
+    async def tick() -> None:
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    # Frozen as the served app freezes its start-up heap (app.py): else the scan's 60,000 findings set off a full
+    # collection over the whole test process's heap, itself a stall of ~0.2 s whichever thread allocated them.
+    gc.collect()
+    gc.freeze()
+    try:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as c:
+                ticker = asyncio.create_task(tick())
+                started = time.perf_counter()
+                body = chat("gpt-test", "mail a@b.co now. " * 60_000)
+                r = await c.post("/v1/chat/completions", headers=AUTH, json=body)
+                took = time.perf_counter() - started
+                done = True
+                await ticker
+    finally:
+        gc.unfreeze()
+    assert r.status_code == 403 and "pii-block" in r.json()["error"]["message"]
+    assert upstream.requests == []
+    assert max(gaps) < took / 4, f"the loop stalled {max(gaps):.3f} s of the call's {took:.3f} s"

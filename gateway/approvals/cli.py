@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.admin_client import add_connection_flags, request, show
+from gateway.admin_client import add_connection_flags, path, request, show
 
 APPROVAL_COLUMNS = ("id", "status", "tool", "arguments", "requested_by", "risk", "rule_id", "expires_at", "decided_by")
 # requested_by and decided_by are shown as key names; --json has the ids too
@@ -36,12 +36,12 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         data = request(args, "GET", "/v1/approvals", params=params)
         rows: object = {"data": [flat(a) for a in data["data"]]}
     elif args.action == "show":
-        rows = flat(request(args, "GET", f"/v1/approvals/{args.id}"))
+        rows = flat(request(args, "GET", path("v1", "approvals", args.id)))
     elif args.action == "wait":
-        rows = flat(request(args, "GET", f"/v1/approvals/{args.id}/wait", params={"timeout": args.timeout}))
+        rows = flat(request(args, "GET", path("v1", "approvals", args.id, "wait"), params={"timeout": args.timeout}))
     else:
         body = {"comment": args.comment} if args.comment else None
-        rows = flat(request(args, "POST", f"/v1/approvals/{args.id}/{args.action}", json=body))
+        rows = flat(request(args, "POST", path("v1", "approvals", args.id, args.action), json=body))
     show(args, rows, APPROVAL_COLUMNS)
     return 0
 
@@ -52,7 +52,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
         data = request(args, "POST", "/admin/tool_suspensions", json={**body, "reason": args.reason})
     elif args.action == "resume":
         scope = "all" if args.all else f"key:{args.key_id}"
-        request(args, "DELETE", f"/admin/tool_suspensions/{scope}")
+        request(args, "DELETE", path("admin", "tool_suspensions", scope))
         print(f"tool calls resumed ({scope})")
         return 0
     else:

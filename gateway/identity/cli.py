@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from gateway.admin_client import add_connection_flags, request, show
+from gateway.admin_client import add_connection_flags, path, request, show
 
 LIMIT_FLAGS = ("budget", "period", "rpm", "tpm", "models")
 
@@ -54,7 +54,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         params = {"include_revoked": "true" if args.all else "false", **({"team": args.team} if args.team else {})}
         show(args, request(args, "GET", "/admin/keys", params=params), KEY_COLUMNS)
     elif action == "show":
-        show(args, request(args, "GET", f"/admin/keys/{args.ref}"), KEY_COLUMNS)
+        show(args, request(args, "GET", path("admin", "keys", args.ref)), KEY_COLUMNS)
     elif action == "update":
         body = limits_of(args)
         for name in ("name", "role", "team"):
@@ -62,14 +62,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 body[name] = getattr(args, name)
         if args.expires is not None:
             body["expires_at"] = args.expires or None
-        show(args, request(args, "PATCH", f"/admin/keys/{args.ref}", json=body), KEY_COLUMNS)
+        show(args, request(args, "PATCH", path("admin", "keys", args.ref), json=body), KEY_COLUMNS)
     elif action == "rotate":
-        data = request(args, "POST", f"/admin/keys/{args.ref}/rotate")
+        data = request(args, "POST", path("admin", "keys", args.ref, "rotate"))
         show(args, data, KEY_COLUMNS)
         if not args.json:
             print(f"\nnew key: {data['key']}\nThe old secret no longer works.", file=sys.stderr)
     elif action == "revoke":
-        show(args, request(args, "POST", f"/admin/keys/{args.ref}/revoke"), KEY_COLUMNS)
+        show(args, request(args, "POST", path("admin", "keys", args.ref, "revoke")), KEY_COLUMNS)
     return 0
 
 
@@ -79,9 +79,9 @@ def cmd_teams(args: argparse.Namespace) -> int:
     elif args.action == "list":
         data = request(args, "GET", "/admin/teams")
     elif args.action == "show":
-        data = request(args, "GET", f"/admin/teams/{args.ref}")
+        data = request(args, "GET", path("admin", "teams", args.ref))
     else:
-        data = request(args, "PATCH", f"/admin/teams/{args.ref}", json=limits_of(args))
+        data = request(args, "PATCH", path("admin", "teams", args.ref), json=limits_of(args))
     show(args, data, TEAM_COLUMNS)
     return 0
 

@@ -7,12 +7,14 @@ the admin role as an approver, and no key may decide a call it requested itself.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from gateway.admin_client import add_connection_flags, path, request, show
 
 APPROVAL_COLUMNS = ("id", "status", "tool", "arguments", "requested_by", "risk", "rule_id", "expires_at", "decided_by")
 # requested_by and decided_by are shown as key names; --json has the ids too
 SUSPENSION_COLUMNS = ("scope", "reason", "suspended_by", "created_at")
+EXIT_STILL_PENDING = 75  # `approvals wait` timed out with the approval still pending (sysexits' EX_TEMPFAIL: retry)
 
 
 def flat(approval: dict[str, object]) -> dict[str, object]:
@@ -38,7 +40,12 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     elif args.action == "show":
         rows = flat(request(args, "GET", path("v1", "approvals", args.id)))
     elif args.action == "wait":
-        rows = flat(request(args, "GET", path("v1", "approvals", args.id, "wait"), params={"timeout": args.timeout}))
+        approval = request(args, "GET", path("v1", "approvals", args.id, "wait"), params={"timeout": args.timeout})
+        show(args, flat(approval), APPROVAL_COLUMNS)
+        if approval["status"] == "pending":
+            print(f"gateway: {args.id} is still pending after {args.timeout:g} s; wait again", file=sys.stderr)
+            return EXIT_STILL_PENDING
+        return 0
     else:
         body = {"comment": args.comment} if args.comment else None
         rows = flat(request(args, "POST", path("v1", "approvals", args.id, args.action), json=body))
@@ -72,7 +79,9 @@ def add_approval_commands(commands: argparse._SubParsersAction) -> None:  # type
     )
     listing.add_argument("--limit", type=int, default=100)
     actions.add_parser("show", help="one approval").add_argument("id")
-    wait = actions.add_parser("wait", help="block until an approval is decided (at most 55 s)")
+    wait = actions.add_parser(
+        "wait", help=f"block until an approval is decided (at most 55 s); exit {EXIT_STILL_PENDING} if still pending"
+    )
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, default=30)
     for name, needs in (("approve", False), ("deny", True), ("cancel", False)):

@@ -229,3 +229,16 @@ def test_cli_approvals_wait_exits_75_while_still_pending(served: str, capsys: py
     assert f"{approval_id} is still pending after 0.2 s" in captured.err
     assert main(["approvals", "cancel", approval_id, "--url", served, "--key", MASTER_KEY]) == 0
     assert main(["approvals", "wait", approval_id, "--timeout", "0.2", "--url", served, "--key", MASTER_KEY]) == 0
+
+
+def test_cli_warns_of_unserved_models_and_refuses_a_past_expiry(
+    served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (("teams", "create", "--name", "W", "--models", "a,nosuchmodel"),
+                 ("keys", "create", "--name", "w", "--models", "nosuchmodel"),
+                 ("teams", "update", "W", "--models", "nosuchmodel")):  # fmt: skip
+        assert main([*argv, "--url", served, "--key", MASTER_KEY]) == 0
+        err = capsys.readouterr().err
+        assert "gateway: warning: models: 'nosuchmodel' is not a model this gateway serves" in err, argv
+    with pytest.raises(SystemExit, match="400: expires_at: .* is in the past"):
+        main(["keys", "create", "--expires", "2020-01-01T00:00:00Z", "--url", served, "--key", MASTER_KEY])

@@ -46,6 +46,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             body["expires_at"] = args.expires
         data = request(args, "POST", "/admin/keys", json=body)
         show(args, data, KEY_COLUMNS)
+        warn(data)
         if not args.json:
             print(
                 f"\nkey: {data['key']}\nStore it now: it is shown once and cannot be retrieved again.", file=sys.stderr
@@ -62,7 +63,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 body[name] = getattr(args, name)
         if args.expires is not None:
             body["expires_at"] = args.expires or None
-        show(args, request(args, "PATCH", path("admin", "keys", args.ref), json=body), KEY_COLUMNS)
+        data = request(args, "PATCH", path("admin", "keys", args.ref), json=body)
+        show(args, data, KEY_COLUMNS)
+        warn(data)
     elif action == "rotate":
         data = request(args, "POST", path("admin", "keys", args.ref, "rotate"))
         show(args, data, KEY_COLUMNS)
@@ -83,7 +86,14 @@ def cmd_teams(args: argparse.Namespace) -> int:
     else:
         data = request(args, "PATCH", path("admin", "teams", args.ref), json=limits_of(args))
     show(args, data, TEAM_COLUMNS)
+    warn(data)
     return 0
+
+
+def warn(data: dict[str, Any]) -> None:
+    """What the gateway accepted but flagged (an allowed model it does not serve), on stderr."""
+    for warning in data.get("warnings") or ():
+        print(f"gateway: warning: {warning}", file=sys.stderr)
 
 
 def add_identity_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

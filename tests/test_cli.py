@@ -19,6 +19,7 @@ from gateway.cli import main
 from gateway.storage.db import HEAD_REVISION
 from tests.conftest import MASTER_KEY
 from tests.servers import ServedGateway
+from tests.test_cli_startup import heavy_in, imported_modules
 
 
 def test_config_check_accepts_good_and_names_the_bad_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -242,3 +243,11 @@ def test_cli_warns_of_unserved_models_and_refuses_a_past_expiry(
         assert "gateway: warning: models: 'nosuchmodel' is not a model this gateway serves" in err, argv
     with pytest.raises(SystemExit, match="400: expires_at: .* is in the past"):
         main(["keys", "create", "--expires", "2020-01-01T00:00:00Z", "--url", served, "--key", MASTER_KEY])
+
+
+def test_cli_admin_commands_against_a_server_import_nothing_heavy(served: str) -> None:
+    """keys list and prompts list speak HTTP through the standard library; usage renders rows without the database."""
+    for argv in (("keys", "list"), ("prompts", "list")):
+        assert heavy_in(imported_modules(*argv, "--url", served, "--key", MASTER_KEY)) == [], argv
+    usage = heavy_in(imported_modules("usage", "--group-by", "model", "--url", served, "--key", MASTER_KEY))
+    assert [m for m in usage if m.split(".")[0] != "pydantic"] == []  # UsageRow is a pydantic model

@@ -9,7 +9,7 @@ from gateway.admin_client import add_connection_flags, request
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
-    from gateway.usage.report import UsageRow, render_csv, render_json, render_table
+    from gateway.usage.rows import UsageRow, render_csv, render_json, render_table
 
     params = {"group_by": args.group_by}
     for param, value in (("from", args.start), ("to", args.end), ("key", args.for_key), ("team", args.for_team)):

@@ -8,8 +8,8 @@ Two ways to name one (chat completions only):
 The rendered messages come first, then the request's own messages. Request fields win over the prompt's
 defaults (params, tools, response_format); the model is the request's, except with the shorthand, which
 takes the prompt's default model. The upstream never sees the `prompt` field.
-A version whose templates loop, call or repeat renders in a worker thread (bounded by prompts/sandbox.py), so
-the event loop keeps serving; the rendered request must fit in max_request_bytes like any other.
+Every render is bounded (prompts/sandbox.py); one that outgrows its small share of the event loop starts over in
+a worker thread, so the loop keeps serving. The rendered request must fit in max_request_bytes like any other.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from gateway.calls.context import CallContext
 from gateway.errors import InvalidRequest
 from gateway.pipeline.hooks import BaseHook
 from gateway.prompts.registry import PromptRegistry
+from gateway.prompts.sandbox import RenderDeferred
 
 SHORTHAND = "prompt:"
 FIELDS = frozenset({"id", "label", "version", "variables"})
@@ -91,10 +92,10 @@ class PromptHook(BaseHook):
         spec = compiled.spec
         body = ctx.body
         limit = self.max_request_bytes
-        if compiled.costly:
+        try:
+            rendered = compiled.render(variables, max_chars=limit, inline=True)
+        except RenderDeferred:  # a long render: from the start again, in a worker thread with the full budget
             rendered = await anyio.to_thread.run_sync(lambda: compiled.render(variables, max_chars=limit))
-        else:
-            rendered = compiled.render(variables, max_chars=limit)
         size = len(ctx.raw) + sum(len(str(m["content"]).encode()) for m in rendered)
         if size > limit:
             raise InvalidRequest(

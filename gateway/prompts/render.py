@@ -17,7 +17,7 @@ from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, Undefined
 from jinja2.exceptions import SecurityError
 
 from gateway.errors import InvalidRequest
-from gateway.prompts.sandbox import RenderLimitError, Sandbox, is_costly, new_budget, render_bounded
+from gateway.prompts.sandbox import RenderDeferred, RenderLimitError, Sandbox, new_budget, render_bounded
 from gateway.prompts.spec import PromptSpec
 
 # What a template may raise on the values a call gives besides TemplateError ({{ 1 / n }}, {{ n + "a" }}): a 400.
@@ -57,18 +57,21 @@ class CompiledPrompt:
     spec: PromptSpec
     templates: tuple[tuple[str, object], ...]  # (role, compiled template)
     variables: frozenset[str]
-    costly: bool = False  # a template loops, calls or repeats: render it off the event loop
 
-    def render(self, values: Mapping[str, object], *, max_chars: int) -> list[dict[str, object]]:
+    def render(self, values: Mapping[str, object], *, max_chars: int, inline: bool = False) -> list[dict[str, object]]:
         """The messages with `values` filled in, at most `max_chars` characters in all. Raises InvalidRequest
-        (400) naming a missing or extra variable, a render failure, or the limit a render went past."""
+        (400) naming a missing or extra variable, a render failure, or the limit a render went past; `inline`
+        (on the event loop), RenderDeferred when the render outgrows the loop's share (render it again in a
+        worker thread)."""
         self._check_variables(set(values))
-        budget = new_budget(max_chars)
+        budget = new_budget(max_chars, inline=inline)
         try:
             return [
                 {"role": role, "content": render_bounded(template, dict(values), budget)}
                 for role, template in self.templates
             ]
+        except RenderDeferred:
+            raise
         except RenderLimitError as exc:
             raise InvalidRequest(
                 f"Prompt {self.prompt_id!r} version {self.version} went past a render limit: {exc}.",
@@ -105,16 +108,13 @@ def compile_prompt(spec: PromptSpec, version: int) -> CompiledPrompt:
     """Compiles every message template; raises TemplateInvalid naming the message."""
     templates = []
     variables: set[str] = set()
-    costly = False
     for i, message in enumerate(spec.messages):
         try:
-            tree = ENVIRONMENT.parse(message.content)
-            variables |= meta.find_undeclared_variables(tree)
-            costly = costly or is_costly(tree)
+            variables |= meta.find_undeclared_variables(ENVIRONMENT.parse(message.content))
             templates.append((message.role, ENVIRONMENT.from_string(message.content)))
         except TemplateError as exc:
             raise TemplateInvalid(f"messages[{i}].content: invalid template: {exc}") from None
-    return CompiledPrompt(spec.id, version, spec, tuple(templates), frozenset(variables), costly)
+    return CompiledPrompt(spec.id, version, spec, tuple(templates), frozenset(variables))
 
 
 def check_templates(spec: PromptSpec) -> frozenset[str]:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from gateway.errors import InvalidRequest
 from gateway.prompts.render import TemplateInvalid, check_templates, compile_prompt
+from gateway.prompts.sandbox import INLINE_STEPS, RenderDeferred
 from gateway.prompts.spec import SCHEMA_PATH, PromptSpec, check_label, prompt_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,9 +161,16 @@ def test_the_readmes_prompt_file_is_valid() -> None:
         ("{{ s + s }}", {"s": "x" * 600_000}, "`+` would build 1200000 items"),
         ("{{ range(n) | length }}", {"n": 10_001}, "range() of 10001 items is over the limit of 10000"),
         ("{% macro m() %}{{ s }}{{ s }}{% endmacro %}{{ m() }}", {"s": "x" * 600}, "a call returned 1200 characters"),
+        ("{{ s | center(n) }}", {"s": "x", "n": 10**9}, "filter center takes 1000000000"),
+        ("{{ s.ljust(n) }}", {"s": "x", "n": 10**9}, "a call takes 1000000000"),
+        ("{{ '%*s' % (n, s) }}", {"s": "x", "n": 10**9}, "a % format takes 1000000000"),
+        ("{{ '%1000000000s' % s }}", {"s": "x"}, "a format width takes 1000000000"),
+        ("{{ '%.2000000f' | format(1.5) }}", {}, "a format width takes 2000000"),
+        ("{{ '{:>1000000000}'.format(s) }}", {"s": "x"}, "a format width takes 1000000000"),
     ],
 )  # fmt: skip
 def test_a_render_past_a_bound_is_a_400_naming_the_limit(template: str, values: dict[str, object], limit: str) -> None:
+    """Each of these stops before it allocates: center(10**9) would build a gigabyte string."""
     prompt = compile_prompt(spec(template), 2)
     with pytest.raises(InvalidRequest) as raised:
         prompt.render(values, max_chars=1000)
@@ -171,10 +179,10 @@ def test_a_render_past_a_bound_is_a_400_naming_the_limit(template: str, values: 
     assert limit in raised.value.message
 
 
-@pytest.mark.parametrize(
-    ("template", "costly"),
-    [("Hi {{ name }}", False), ("{{ name.upper() | trim }}", False), ("{% for q in qs %}{% endfor %}", True),
-     ("{{ f() }}", True), ("{{ 'a' * n }}", True), ("{% macro m() %}{% endmacro %}", True)],
-)  # fmt: skip
-def test_only_templates_that_loop_call_or_repeat_render_off_the_event_loop(template: str, costly: bool) -> None:
-    assert compile_prompt(spec(template), 1).costly is costly
+def test_a_render_outgrowing_the_event_loops_share_is_deferred_not_refused() -> None:
+    """On the event loop a render gets INLINE_STEPS; past them the hook renders it again in a worker thread."""
+    prompt = compile_prompt(spec("{% for i in range(n) %}.{% endfor %}"), 1)
+    assert prompt.render({"n": 100}, max_chars=LIMIT, inline=True)[0]["content"] == "." * 100
+    with pytest.raises(RenderDeferred):
+        prompt.render({"n": INLINE_STEPS + 1}, max_chars=LIMIT, inline=True)
+    assert prompt.render({"n": INLINE_STEPS + 1}, max_chars=LIMIT)[0]["content"] == "." * (INLINE_STEPS + 1)

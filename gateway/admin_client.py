@@ -41,8 +41,10 @@ def request(
     *,
     params: dict[str, Any] | None = None,
     json: Any = None,
+    timeout_s: float | None = None,
 ) -> Any:
-    """Sends one request; exits with the gateway's error message on an error answer or no answer."""
+    """Sends one request (waiting at most `timeout_s`, default TIMEOUT_S, for the answer); exits with the
+    gateway's error message on an error answer, no answer, or an answer that is not JSON."""
     import urllib.error
     import urllib.request
     from urllib.parse import urlencode
@@ -62,13 +64,19 @@ def request(
         headers["content-type"] = "application/json"
     call = urllib.request.Request(url + api_path + query, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(call, timeout=TIMEOUT_S) as response:  # noqa: S310 (the operator's own URL)
-            return jsonlib.loads(response.read() or b"null")
+        with urllib.request.urlopen(call, timeout=timeout_s or TIMEOUT_S) as response:  # noqa: S310 (operator's URL)
+            body = response.read()
     except urllib.error.HTTPError as exc:
         raise SystemExit(f"gateway: {exc.code}: {error_message(exc.read())}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            raise SystemExit(f"gateway: {url} did not answer within {timeout_s or TIMEOUT_S:g} s") from None
         raise SystemExit(f"gateway: cannot reach {url}: {reason}") from None
+    try:
+        return jsonlib.loads(body or b"null")
+    except ValueError:
+        raise SystemExit(f"gateway: {url} answered {api_path} with something that is not JSON") from None
 
 
 def error_message(body: bytes) -> str:

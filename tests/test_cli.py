@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway import admin_client
 from gateway.cli import main
 from gateway.storage.db import HEAD_REVISION
 from tests.conftest import MASTER_KEY
@@ -219,15 +220,18 @@ def test_cli_output_into_a_closed_pipe_exits_quietly(
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
 
 
-def test_cli_approvals_wait_exits_75_while_still_pending(served: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_approvals_wait_exits_75_while_still_pending(
+    served: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(admin_client, "TIMEOUT_S", 0.3)  # shorter than the wait: the wait sets its own
     reply = httpx.post(f"{served}/v1/chat/completions", headers={"authorization": f"Bearer {MASTER_KEY}"},
                        json={"model": "agent", "messages": [{"role": "user", "content": "ls"}]})  # fmt: skip
     assert reply.status_code == 200, reply.text
     approval_id = reply.headers["x-gateway-approvals"]
-    assert main(["approvals", "wait", approval_id, "--timeout", "0.2", "--url", served, "--key", MASTER_KEY]) == 75
+    assert main(["approvals", "wait", approval_id, "--timeout", "1", "--url", served, "--key", MASTER_KEY]) == 75
     captured = capsys.readouterr()
     assert approval_id in captured.out and "pending" in captured.out
-    assert f"{approval_id} is still pending after 0.2 s" in captured.err
+    assert f"{approval_id} is still pending after 1 s" in captured.err
     assert main(["approvals", "cancel", approval_id, "--url", served, "--key", MASTER_KEY]) == 0
     assert main(["approvals", "wait", approval_id, "--timeout", "0.2", "--url", served, "--key", MASTER_KEY]) == 0
 

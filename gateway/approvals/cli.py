@@ -40,7 +40,9 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     elif args.action == "show":
         rows = flat(request(args, "GET", path("v1", "approvals", args.id)))
     elif args.action == "wait":
-        approval = request(args, "GET", path("v1", "approvals", args.id, "wait"), params={"timeout": args.timeout})
+        # The gateway holds the request up to --timeout: wait that long for its answer, and a little more.
+        wait = path("v1", "approvals", args.id, "wait")
+        approval = request(args, "GET", wait, params={"timeout": args.timeout}, timeout_s=args.timeout + 10)
         show(args, flat(approval), APPROVAL_COLUMNS)
         if approval["status"] == "pending":
             print(f"gateway: {args.id} is still pending after {args.timeout:g} s; wait again", file=sys.stderr)

@@ -91,7 +91,7 @@ def build_pipeline(services: Services) -> Pipeline:
     hooks = [
         AuthHook(services.authenticator),
         ParseHook(),
-        PromptHook(services.prompt_registry),
+        PromptHook(services.prompt_registry, max_request_bytes=services.config.max_request_bytes),
         RoutingHook(services.registry),
         InputGuardrailHook(services.guardrails),
         MeterHook(services.tokens, services.prices),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from gateway.errors import InvalidRequest
 from gateway.schemas.openai import check_chat, check_completion, check_embedding, parse_json_body
+from tests.conftest import AUTH
+from tests.fake_upstream import FakeUpstream
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -35,8 +38,14 @@ USER = [{"role": "user", "content": "hi"}]
             "only allowed",
         ),
         ({"model": "m", "messages": USER, "tools": {}}, "tools", "array of tool"),
+        ({"model": "m", "messages": USER, "response_format": {"type": "xml"}}, "response_format.type",
+         "'xml'; expected one of text, json_object, json_schema"),
+        ({"model": "m", "messages": USER, "response_format": {}}, "response_format.type", "None; expected one of"),
+        ({"model": "m", "messages": USER, "response_format": "json"}, "response_format", "an object with a type"),
+        ({"model": "m", "messages": USER, "response_format": {"type": "json_schema"}}, "response_format.json_schema",
+         "an object: {name, schema}"),
     ],
-)
+)  # fmt: skip
 def test_check_chat_refuses_with_param(body: dict[str, object], param: str, fragment: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         check_chat(body)
@@ -85,3 +94,17 @@ def test_check_completion_needs_prompt() -> None:
 def test_parse_json_body_refuses_non_objects(raw: bytes, fragment: str) -> None:
     with pytest.raises(InvalidRequest, match=fragment):
         parse_json_body(raw)
+
+
+async def test_chat_with_an_unknown_response_format_is_a_400_and_nothing_goes_upstream(
+    client: httpx.AsyncClient, upstream: FakeUpstream
+) -> None:
+    body = {"model": "gpt-test", "messages": USER, "response_format": {"type": "xml"}}
+    r = await client.post("/v1/chat/completions", headers=AUTH, json=body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == "response_format.type"
+    assert "text, json_object, json_schema" in error["message"]
+    assert upstream.requests == []
+    body["response_format"] = {"type": "json_object"}
+    assert (await client.post("/v1/chat/completions", headers=AUTH, json=body)).status_code == 200

@@ -7,12 +7,14 @@ the admin role as an approver, and no key may decide a call it requested itself.
 from __future__ import annotations
 
 import argparse
+import sys
 
-from gateway.admin_client import add_connection_flags, request, show
+from gateway.admin_client import add_connection_flags, path, request, show
 
 APPROVAL_COLUMNS = ("id", "status", "tool", "arguments", "requested_by", "risk", "rule_id", "expires_at", "decided_by")
 # requested_by and decided_by are shown as key names; --json has the ids too
 SUSPENSION_COLUMNS = ("scope", "reason", "suspended_by", "created_at")
+EXIT_STILL_PENDING = 75  # `approvals wait` timed out with the approval still pending (sysexits' EX_TEMPFAIL: retry)
 
 
 def flat(approval: dict[str, object]) -> dict[str, object]:
@@ -36,12 +38,19 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         data = request(args, "GET", "/v1/approvals", params=params)
         rows: object = {"data": [flat(a) for a in data["data"]]}
     elif args.action == "show":
-        rows = flat(request(args, "GET", f"/v1/approvals/{args.id}"))
+        rows = flat(request(args, "GET", path("v1", "approvals", args.id)))
     elif args.action == "wait":
-        rows = flat(request(args, "GET", f"/v1/approvals/{args.id}/wait", params={"timeout": args.timeout}))
+        # The gateway holds the request up to --timeout: wait that long for its answer, and a little more.
+        wait = path("v1", "approvals", args.id, "wait")
+        approval = request(args, "GET", wait, params={"timeout": args.timeout}, timeout_s=args.timeout + 10)
+        show(args, flat(approval), APPROVAL_COLUMNS)
+        if approval["status"] == "pending":
+            print(f"gateway: {args.id} is still pending after {args.timeout:g} s; wait again", file=sys.stderr)
+            return EXIT_STILL_PENDING
+        return 0
     else:
         body = {"comment": args.comment} if args.comment else None
-        rows = flat(request(args, "POST", f"/v1/approvals/{args.id}/{args.action}", json=body))
+        rows = flat(request(args, "POST", path("v1", "approvals", args.id, args.action), json=body))
     show(args, rows, APPROVAL_COLUMNS)
     return 0
 
@@ -52,7 +61,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
         data = request(args, "POST", "/admin/tool_suspensions", json={**body, "reason": args.reason})
     elif args.action == "resume":
         scope = "all" if args.all else f"key:{args.key_id}"
-        request(args, "DELETE", f"/admin/tool_suspensions/{scope}")
+        request(args, "DELETE", path("admin", "tool_suspensions", scope))
         print(f"tool calls resumed ({scope})")
         return 0
     else:
@@ -72,7 +81,9 @@ def add_approval_commands(commands: argparse._SubParsersAction) -> None:  # type
     )
     listing.add_argument("--limit", type=int, default=100)
     actions.add_parser("show", help="one approval").add_argument("id")
-    wait = actions.add_parser("wait", help="block until an approval is decided (at most 55 s)")
+    wait = actions.add_parser(
+        "wait", help=f"block until an approval is decided (at most 55 s); exit {EXIT_STILL_PENDING} if still pending"
+    )
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, default=30)
     for name, needs in (("approve", False), ("deny", True), ("cancel", False)):

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.audit.chain import VerifyResult, verify
-from gateway.audit.records import export
-from gateway.audit.retention import AuditChainBrokenError, prune
-from gateway.settings import Settings
-from gateway.storage.db import Database, MigrationError, open_database
+if TYPE_CHECKING:  # the database (SQLAlchemy) loads only when a command runs, not for `gateway audit --help`
+    from gateway.audit.chain import VerifyResult
+    from gateway.storage.db import Database
 
 
 def add_audit_commands(commands) -> None:  # type: ignore[no-untyped-def]
@@ -37,6 +35,11 @@ def instant(value: str) -> datetime:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.settings import Settings
+    from gateway.storage.db import MigrationError
+
     settings = Settings(config=args.config) if args.config else Settings()
     database_url = settings.resolve().database_url
     try:
@@ -47,6 +50,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 async def run(args: argparse.Namespace, database_url: str) -> int:
+    from gateway.audit.chain import verify
+    from gateway.audit.retention import AuditChainBrokenError, prune
+    from gateway.storage.db import open_database
+
     async with open_database(database_url) as db:
         if args.action == "verify":
             result = await verify(db)
@@ -69,6 +76,8 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
 
 
 async def run_export(db: Database, args: argparse.Namespace) -> int:
+    from gateway.audit.records import export
+
     if args.out is None:
         written = await export(db, args.start, args.end, sys.stdout.buffer)
     else:

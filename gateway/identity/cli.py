@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from gateway.admin_client import add_connection_flags, request, show
+from gateway.admin_client import add_connection_flags, path, request, show
 
 LIMIT_FLAGS = ("budget", "period", "rpm", "tpm", "models")
 
@@ -46,6 +46,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             body["expires_at"] = args.expires
         data = request(args, "POST", "/admin/keys", json=body)
         show(args, data, KEY_COLUMNS)
+        warn(data)
         if not args.json:
             print(
                 f"\nkey: {data['key']}\nStore it now: it is shown once and cannot be retrieved again.", file=sys.stderr
@@ -54,7 +55,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         params = {"include_revoked": "true" if args.all else "false", **({"team": args.team} if args.team else {})}
         show(args, request(args, "GET", "/admin/keys", params=params), KEY_COLUMNS)
     elif action == "show":
-        show(args, request(args, "GET", f"/admin/keys/{args.ref}"), KEY_COLUMNS)
+        show(args, request(args, "GET", path("admin", "keys", args.ref)), KEY_COLUMNS)
     elif action == "update":
         body = limits_of(args)
         for name in ("name", "role", "team"):
@@ -62,14 +63,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 body[name] = getattr(args, name)
         if args.expires is not None:
             body["expires_at"] = args.expires or None
-        show(args, request(args, "PATCH", f"/admin/keys/{args.ref}", json=body), KEY_COLUMNS)
+        data = request(args, "PATCH", path("admin", "keys", args.ref), json=body)
+        show(args, data, KEY_COLUMNS)
+        warn(data)
     elif action == "rotate":
-        data = request(args, "POST", f"/admin/keys/{args.ref}/rotate")
+        data = request(args, "POST", path("admin", "keys", args.ref, "rotate"))
         show(args, data, KEY_COLUMNS)
         if not args.json:
             print(f"\nnew key: {data['key']}\nThe old secret no longer works.", file=sys.stderr)
     elif action == "revoke":
-        show(args, request(args, "POST", f"/admin/keys/{args.ref}/revoke"), KEY_COLUMNS)
+        show(args, request(args, "POST", path("admin", "keys", args.ref, "revoke")), KEY_COLUMNS)
     return 0
 
 
@@ -79,11 +82,18 @@ def cmd_teams(args: argparse.Namespace) -> int:
     elif args.action == "list":
         data = request(args, "GET", "/admin/teams")
     elif args.action == "show":
-        data = request(args, "GET", f"/admin/teams/{args.ref}")
+        data = request(args, "GET", path("admin", "teams", args.ref))
     else:
-        data = request(args, "PATCH", f"/admin/teams/{args.ref}", json=limits_of(args))
+        data = request(args, "PATCH", path("admin", "teams", args.ref), json=limits_of(args))
     show(args, data, TEAM_COLUMNS)
+    warn(data)
     return 0
+
+
+def warn(data: dict[str, Any]) -> None:
+    """What the gateway accepted but flagged (an allowed model it does not serve), on stderr."""
+    for warning in data.get("warnings") or ():
+        print(f"gateway: warning: {warning}", file=sys.stderr)
 
 
 def add_identity_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -8,18 +8,22 @@ Two ways to name one (chat completions only):
 The rendered messages come first, then the request's own messages. Request fields win over the prompt's
 defaults (params, tools, response_format); the model is the request's, except with the shorthand, which
 takes the prompt's default model. The upstream never sees the `prompt` field.
+Every render is bounded (prompts/sandbox.py); one that outgrows its small share of the event loop starts over in
+a worker thread, so the loop keeps serving. The rendered request must fit in max_request_bytes like any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
 
+import anyio.to_thread
 import orjson
 
 from gateway.calls.context import CallContext
 from gateway.errors import InvalidRequest
 from gateway.pipeline.hooks import BaseHook
 from gateway.prompts.registry import PromptRegistry
+from gateway.prompts.sandbox import RenderDeferred
 
 SHORTHAND = "prompt:"
 FIELDS = frozenset({"id", "label", "version", "variables"})
@@ -69,8 +73,9 @@ def fresh(value: object) -> object:
 class PromptHook(BaseHook):
     name = "prompts"
 
-    def __init__(self, registry: PromptRegistry) -> None:
+    def __init__(self, registry: PromptRegistry, *, max_request_bytes: int) -> None:
         self.registry = registry
+        self.max_request_bytes = max_request_bytes
 
     def before_request(self, ctx: CallContext) -> Awaitable[None] | None:
         if ctx.operation != "chat" or ("prompt" not in ctx.body and not ctx.model.startswith(SHORTHAND)):
@@ -86,7 +91,19 @@ class PromptHook(BaseHook):
         compiled = await self.registry.resolve(prompt_id, label=label, version=version)
         spec = compiled.spec
         body = ctx.body
-        rendered = compiled.render(variables)
+        limit = self.max_request_bytes
+        try:
+            rendered = compiled.render(variables, max_chars=limit, inline=True)
+        except RenderDeferred:  # a long render: from the start again, in a worker thread with the full budget
+            rendered = await anyio.to_thread.run_sync(lambda: compiled.render(variables, max_chars=limit))
+        size = len(ctx.raw) + sum(len(str(m["content"]).encode()) for m in rendered)
+        if size > limit:
+            raise InvalidRequest(
+                f"Prompt {prompt_id!r} version {compiled.version} rendered a request of {size} bytes, over this "
+                f"gateway's limit of {limit} bytes (max_request_bytes).",
+                param="prompt",
+                code="prompt_render_limit",
+            )
         if str(body.get("model", "")).startswith(SHORTHAND):
             if spec.model is None:
                 raise InvalidRequest(

@@ -5,47 +5,26 @@ The environment is Jinja2's ImmutableSandboxedEnvironment: templates cannot reac
 Autoescaping is off: chat text is not HTML. A variable's value is inserted as it is and never rendered
 again, so a value holding `{{ ... }}` stays literal text. The variables a version takes are the ones its
 templates reference; a call must give exactly those (a missing or an extra one is a 400 naming it).
-`*` and `**` are bounded, so a caller's variable cannot make a template build gigabytes (`{{ "ab" * n }}`).
+Every render runs within the bounds of sandbox.py (steps, time, size); one past them is a 400 naming the limit.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Mapping, Sized
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from gateway.errors import InvalidRequest
+from gateway.prompts.sandbox import RenderDeferred, RenderLimitError, Sandbox, new_budget, render_bounded
 from gateway.prompts.spec import PromptSpec
 
-MAX_REPEAT = 1_000_000  # items (characters) one `*` may build
-MAX_EXPONENT = 1_000
 # What a template may raise on the values a call gives besides TemplateError ({{ 1 / n }}, {{ n + "a" }}): a 400.
-RENDER_ERRORS = (ArithmeticError, TypeError, ValueError, LookupError)
+RENDER_ERRORS = (ArithmeticError, TypeError, ValueError, LookupError, RecursionError)
+TRIAL_MAX_CHARS = 1_000_000  # output of the trial render at creation, on placeholder values
 
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox, with `*` and `**` bounded (intercepting them also stops constant folding)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator_: str, left: object, right: object) -> object:
-        if operator_ == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-                raise SecurityError(f"exponent {right} is over the limit of {MAX_EXPONENT}")
-            return operator.pow(left, right)  # type: ignore[call-overload]
-        for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, Sized) and not isinstance(seq, int) and isinstance(times, int):
-                if len(seq) * times > MAX_REPEAT:
-                    raise SecurityError(f"repeating {len(seq)} items {times} times is over the limit of {MAX_REPEAT}")
-        return operator.mul(left, right)  # type: ignore[operator]
-
-
-ENVIRONMENT = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ENVIRONMENT = Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 class _Probe(ChainableUndefined):
@@ -64,7 +43,7 @@ class _Probe(ChainableUndefined):
         return self  # a method of a variable (`{{ name.upper() }}`, `data.items()`) is fine to call
 
 
-_LENIENT = _Sandbox(undefined=_Probe, autoescape=False)
+_LENIENT = Sandbox(undefined=_Probe, autoescape=False)
 
 
 class TemplateInvalid(ValueError):
@@ -79,9 +58,34 @@ class CompiledPrompt:
     templates: tuple[tuple[str, object], ...]  # (role, compiled template)
     variables: frozenset[str]
 
-    def render(self, values: Mapping[str, object]) -> list[dict[str, object]]:
-        """The messages with `values` filled in; raises InvalidRequest (400) naming a missing or extra variable."""
-        given = set(values)
+    def render(self, values: Mapping[str, object], *, max_chars: int, inline: bool = False) -> list[dict[str, object]]:
+        """The messages with `values` filled in, at most `max_chars` characters in all. Raises InvalidRequest
+        (400) naming a missing or extra variable, a render failure, or the limit a render went past; `inline`
+        (on the event loop), RenderDeferred when the render outgrows the loop's share (render it again in a
+        worker thread)."""
+        self._check_variables(set(values))
+        budget = new_budget(max_chars, inline=inline)
+        try:
+            return [
+                {"role": role, "content": render_bounded(template, dict(values), budget)}
+                for role, template in self.templates
+            ]
+        except RenderDeferred:
+            raise
+        except RenderLimitError as exc:
+            raise InvalidRequest(
+                f"Prompt {self.prompt_id!r} version {self.version} went past a render limit: {exc}.",
+                param="prompt",
+                code="prompt_render_limit",
+            ) from None
+        except (TemplateError, *RENDER_ERRORS) as exc:
+            raise InvalidRequest(
+                f"Prompt {self.prompt_id!r} version {self.version} failed to render: {type(exc).__name__}: {exc}",
+                param="prompt.variables",
+                code="prompt_render_failed",
+            ) from None
+
+    def _check_variables(self, given: set[str]) -> None:
         missing = sorted(self.variables - given)
         if missing:
             raise InvalidRequest(
@@ -98,14 +102,6 @@ class CompiledPrompt:
                 param=f"prompt.variables.{extra[0]}",
                 code="unknown_variable",
             )
-        try:
-            return [{"role": role, "content": template.render(values)} for role, template in self.templates]  # type: ignore[attr-defined]
-        except (TemplateError, *RENDER_ERRORS) as exc:
-            raise InvalidRequest(
-                f"Prompt {self.prompt_id!r} version {self.version} failed to render: {type(exc).__name__}: {exc}",
-                param="prompt.variables",
-                code="prompt_render_failed",
-            ) from None
 
 
 def compile_prompt(spec: PromptSpec, version: int) -> CompiledPrompt:
@@ -122,14 +118,15 @@ def compile_prompt(spec: PromptSpec, version: int) -> CompiledPrompt:
 
 
 def check_templates(spec: PromptSpec) -> frozenset[str]:
-    """At creation: the templates compile, and a trial render with placeholder values does not reach past the
-    sandbox. Returns the variables. Other trial failures (`{{ n * 3 }}` on a placeholder) are left to the values
-    a call gives; the sandbox still holds at every render."""
+    """At creation: the templates compile, and a trial render with placeholder values neither reaches past the
+    sandbox nor goes past a render limit (`{% for i in range(5000) %}{% for j in range(5000) %}` is refused
+    here). Returns the variables. Other trial failures (`{{ n * 3 }}` on a placeholder) are left to the values
+    a call gives; the sandbox and the bounds still hold at every render."""
     compiled = compile_prompt(spec, 0)
     for i, message in enumerate(spec.messages):
         try:
-            _LENIENT.from_string(message.content).render()
-        except SecurityError as exc:
+            render_bounded(_LENIENT.from_string(message.content), {}, new_budget(TRIAL_MAX_CHARS))
+        except (SecurityError, RenderLimitError) as exc:
             raise TemplateInvalid(f"messages[{i}].content: {type(exc).__name__}: {exc}") from None
         except (TemplateError, *RENDER_ERRORS):
             pass

@@ -13,6 +13,7 @@ import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import anyio.to_thread
 from sqlalchemy import func
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
@@ -59,7 +60,7 @@ class PromptStore:
         """A new version; with if_changed, the latest one when its content is the same. Returns (row, created).
         Raises InvalidRequest (400) for a template that does not compile or reaches past the sandbox."""
         try:
-            check_templates(spec)
+            await anyio.to_thread.run_sync(check_templates, spec)  # a bounded trial render, off the event loop
         except TemplateInvalid as exc:
             raise InvalidRequest(f"Prompt {spec.id!r}: {exc}", param="messages") from None
         digest = spec.content_sha256()

@@ -8,7 +8,16 @@ from fastapi.responses import JSONResponse
 from gateway.audit.events import AuditEvent
 from gateway.calls.caller import Principal
 from gateway.identity.auth import require_role
-from gateway.schemas.admin import KeyCreate, KeyOut, KeyUpdate, TeamCreate, TeamOut, TeamUpdate
+from gateway.schemas.admin import (
+    KeyCreate,
+    KeyOut,
+    KeyUpdate,
+    Limits,
+    TeamCreate,
+    TeamOut,
+    TeamUpdate,
+    unserved_models,
+)
 from gateway.services import Services
 from gateway.storage.tables import ApiKey, Team
 from gateway.usage.pricing import usd
@@ -27,6 +36,10 @@ async def changed(services: Services, who: Principal, action: str, subject: str,
     """After every key or team write: audit it (spooled, no database wait) and refresh every instance's key cache."""
     services.audit.record(AuditEvent.by(who, action, subject=subject, outcome="done", details=details))
     await services.key_cache.changed()
+
+
+def model_warnings(services: Services, spec: Limits) -> list[str]:
+    return unserved_models(spec.models, {model.name for model in services.config.models})
 
 
 def team_out(team: Team) -> TeamOut:
@@ -69,7 +82,7 @@ async def create_team(spec: TeamCreate, request: Request) -> TeamOut:
     services, who = caller(request, "admin")
     team = await services.keys.create_team(spec)
     await changed(services, who, "team.created", team.id, name=team.name)
-    return team_out(team)
+    return team_out(team).model_copy(update={"warnings": model_warnings(services, spec)})
 
 
 @router.get("/teams")
@@ -89,7 +102,7 @@ async def update_team(ref: str, spec: TeamUpdate, request: Request) -> TeamOut:
     services, who = caller(request, "admin")
     team = await services.keys.update_team(ref, spec)
     await changed(services, who, "team.updated", team.id, fields=sorted(spec.model_fields_set))
-    return team_out(team)
+    return team_out(team).model_copy(update={"warnings": model_warnings(services, spec)})
 
 
 @router.post("/keys", status_code=201)
@@ -97,7 +110,7 @@ async def create_key(spec: KeyCreate, request: Request) -> KeyOut:
     services, who = caller(request, "admin")
     key, secret = await services.keys.create_key(spec)
     await changed(services, who, "key.created", key.id, prefix=key.prefix, role=key.role, team_id=key.team_id)
-    return key_out(key, secret)
+    return key_out(key, secret).model_copy(update={"warnings": model_warnings(services, spec)})
 
 
 @router.get("/keys")
@@ -118,7 +131,7 @@ async def update_key(ref: str, spec: KeyUpdate, request: Request) -> KeyOut:
     services, who = caller(request, "admin")
     key = await services.keys.update_key(ref, spec)
     await changed(services, who, "key.updated", key.id, fields=sorted(spec.model_fields_set))
-    return key_out(key)
+    return key_out(key).model_copy(update={"warnings": model_warnings(services, spec)})
 
 
 @router.post("/keys/{ref}/rotate")

@@ -38,6 +38,8 @@ async def get_usage(
     key: str | None = None,
     team: str | None = None,
 ) -> dict[str, object]:
+    """`key` is a key's id or prefix, `team` a team's id or name, as on the other admin paths; an unknown one is a
+    404 (key_not_found, team_not_found), not an empty report."""
     services, principal = caller(request, "admin", "viewer")
     if principal.role == "viewer" and principal.team_id is not None:
         team = principal.team_id  # a team's viewer reads its own team's usage only
@@ -46,8 +48,8 @@ async def get_usage(
         group_by=group_by,
         start=parse_instant(start, "from"),
         end=parse_instant(end, "to"),
-        key_id=key,
-        team_id=team,
+        key_id=(await services.keys.get_key(key)).id if key else None,
+        team_id=(await services.keys.get_team(team)).id if team else None,
     )
     return {"object": "list", "group_by": group_by, "data": [row.model_dump() for row in rows]}
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Collection
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -42,17 +43,42 @@ class KeyCreate(Limits):
 
     @field_validator("expires_at")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("expires_at needs a timezone, e.g. 2026-12-31T00:00:00Z")
-        return value
+    def _future(cls, value: datetime | None) -> datetime | None:
+        return future_expiry(value)
 
 
 class KeyUpdate(Limits):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     team: str | None = None
     role: Role | None = None
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(default=None, description="null removes the expiry")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        return future_expiry(value)
+
+
+def future_expiry(value: datetime | None) -> datetime | None:
+    """An expiry must name its timezone and lie ahead: a key that expires in the past would be dead on arrival."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("expires_at needs a timezone, e.g. 2026-12-31T00:00:00Z")
+    if value <= datetime.now(UTC):
+        raise ValueError(f"expires_at {value.isoformat()} is in the past; give a future time, or null for no expiry")
+    return value
+
+
+def unserved_models(models: list[str] | None, served: Collection[str]) -> list[str]:
+    """Warnings for allowed-model names the gateway does not serve. They are accepted (a list may name a model to
+    be configured later) but never silently: the admin API answers them in `warnings`, the CLI prints them."""
+    return [
+        f"models: {name!r} is not a model this gateway serves (see GET /v1/models); calls to it fail until it is "
+        "configured"
+        for name in models or ()
+        if name not in served
+    ]
 
 
 class TeamOut(BaseModel):
@@ -65,6 +91,7 @@ class TeamOut(BaseModel):
     models: list[str] | None
     metadata: dict[str, object]
     created_at: datetime
+    warnings: list[str] = Field(default_factory=list, description="what was accepted but looks wrong")
 
 
 class KeyOut(BaseModel):
@@ -83,6 +110,7 @@ class KeyOut(BaseModel):
     metadata: dict[str, object]
     created_at: datetime
     key: str | None = Field(default=None, description="the secret; present only in create and rotate answers")
+    warnings: list[str] = Field(default_factory=list, description="what was accepted but looks wrong")
 
 
 class BudgetOut(BaseModel):

@@ -16,6 +16,9 @@ CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "fun
 MAX_N = 128
 
 
+RESPONSE_FORMAT_TYPES = ("text", "json_object", "json_schema")
+
+
 def parse_json_body(raw: bytes) -> JSONObject:
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
@@ -134,8 +137,25 @@ def check_chat(body: JSONObject) -> tuple[str, bool]:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise invalid_type("tools", tools, "an array of tool objects")
+    response_format = body.get("response_format")
+    if response_format is not None:
+        check_response_format(response_format)
     check_sampling(body)
     return model, check_stream(body)
+
+
+def check_response_format(value: object) -> None:
+    """OpenAI's three kinds: text, json_object, json_schema (which names its schema in `json_schema`)."""
+    if not isinstance(value, dict):
+        raise invalid_type("response_format", value, "an object with a type")
+    kind = value.get("type")
+    if kind not in RESPONSE_FORMAT_TYPES:
+        raise InvalidRequest(
+            f"Invalid value for 'response_format.type': {kind!r}; expected one of {', '.join(RESPONSE_FORMAT_TYPES)}.",
+            param="response_format.type",
+        )
+    if kind == "json_schema" and not isinstance(value.get("json_schema"), dict):
+        raise invalid_type("response_format.json_schema", value.get("json_schema"), "an object: {name, schema}")
 
 
 def names_prompt(body: JSONObject, model: str) -> bool:

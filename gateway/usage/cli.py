@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from gateway.admin_client import add_connection_flags, request
-from gateway.usage.report import UsageRow, render_csv, render_json, render_table
 
 
 def cmd_usage(args: argparse.Namespace) -> int:
+    from gateway.usage.rows import UsageRow, render_csv, render_json, render_table
+
     params = {"group_by": args.group_by}
     for param, value in (("from", args.start), ("to", args.end), ("key", args.for_key), ("team", args.for_team)):
         if value:
@@ -26,8 +27,8 @@ def add_usage_commands(commands: argparse._SubParsersAction) -> None:  # type: i
     usage.add_argument("--group-by", default="key", choices=["key", "team", "model", "day", "prompt"])
     usage.add_argument("--from", dest="start", help="start (ISO date or time, UTC)")
     usage.add_argument("--to", dest="end", help="end, exclusive")
-    usage.add_argument("--for-key", help="only this key (id)")
-    usage.add_argument("--for-team", help="only this team (id)")
+    usage.add_argument("--for-key", help="only this key (id or prefix)")
+    usage.add_argument("--for-team", help="only this team (id or name)")
     usage.add_argument("--format", default="table", choices=["table", "csv", "json"])
     add_connection_flags(usage)
     usage.set_defaults(handler=cmd_usage)

@@ -14,19 +14,16 @@ import orjson
 from gateway.calls.context import Usage
 from gateway.config import ModelConfig, Price
 from gateway.usage import litellm_package_dir
+from gateway.usage.money import NANOS_PER_USD, usd
+
+__all__ = ["NANOS_PER_USD", "usd"]  # also here, where the rest of the pricing is
 
 IN_PROCESS = frozenset({"fake", "local"})  # providers served by the gateway itself: no price map entry
 
 logger = logging.getLogger(__name__)
 
-NANOS_PER_USD = 1_000_000_000
 PER_MTOK = 1_000_000  # prices are kept per million tokens so that every sum below stays an exact integer
 DEFAULT_OUTPUT_CAP = 4096  # output tokens reserved when neither the request nor the price map gives a limit
-
-
-def usd(nanos: int) -> float:
-    """Nano-USD to USD, for display; budgets and sums stay in integer nanos."""
-    return nanos / NANOS_PER_USD
 
 
 def nanos(usd: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -71,8 +72,9 @@ async def test_rotation_replaces_the_secret(client: httpx.AsyncClient) -> None:
 
 
 async def test_expired_key_is_refused(client: httpx.AsyncClient) -> None:
-    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-    secret = str((await create_key(client, expires_at=past))["key"])
+    soon = datetime.now(UTC) + timedelta(seconds=0.2)  # the admin API refuses an expiry already past
+    secret = str((await create_key(client, expires_at=soon.isoformat()))["key"])
+    await asyncio.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.01)
     r = await client.post("/v1/chat/completions", headers=bearer(secret), json=chat("demo"))
     assert r.status_code == 401 and r.json()["error"]["code"] == "key_expired"
 

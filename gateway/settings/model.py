@@ -1,15 +1,14 @@
-"""Settings (pydantic-settings, GATEWAY_ prefix): the only code that reads the environment."""
+"""Settings (pydantic-settings, GATEWAY_ prefix): the process settings that override the config file's."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.config import GatewayConfig, load_config, parse_config
+from gateway.settings.environ import DEFAULT_URL, environment
 
 DEFAULT_CONFIG_FILE = Path("gateway.yaml")
 
@@ -26,7 +25,7 @@ class Settings(BaseSettings):
     policies: str | None = None
     max_request_bytes: int | None = None
     log_level: str = "info"
-    url: str = "http://127.0.0.1:4000"  # where the CLI's admin commands find a running gateway
+    url: str = DEFAULT_URL  # where the CLI's admin commands find a running gateway
     spool_dir: str | None = None
 
     def resolve(self) -> GatewayConfig:
@@ -40,8 +39,3 @@ class Settings(BaseSettings):
             if getattr(self, name) is not None
         }
         return base.model_copy(update=overrides) if overrides else base
-
-
-def environment() -> Mapping[str, str]:
-    """A snapshot of the process environment, for ${VAR} interpolation in config files."""
-    return dict(os.environ)

@@ -20,6 +20,7 @@ from gateway.routers.metrics import metrics_router
 from gateway.services import build_services
 from gateway.settings import Settings
 from gateway.tasks import TaskSupervisor
+from gateway.telemetry.oplog import OperatorLog
 
 # The collector after the freeze: at 700/10/10 the objects of requests in flight were promoted to the oldest
 # generation every few ms and full collections ran ~4 times a second (73 in 20 s at 100 clients, up to 53 ms each,
@@ -91,8 +92,10 @@ def create_app(
 
     app = GatewayApp(title="gateway", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     install_error_handlers(app)
-    app.add_middleware(RequestMiddleware, max_request_bytes=config.max_request_bytes)
-    app.fast_lane = RequestMiddleware(inference.serve, max_request_bytes=config.max_request_bytes)
+    metrics = config.telemetry.metrics
+    oplog = OperatorLog(config.log, quiet_paths=[metrics.path] if metrics.enabled else [])
+    app.add_middleware(RequestMiddleware, max_request_bytes=config.max_request_bytes, oplog=oplog)
+    app.fast_lane = RequestMiddleware(inference.serve, max_request_bytes=config.max_request_bytes, oplog=oplog)
     for router in ROUTERS:
         app.include_router(router)
     if config.telemetry.metrics.enabled:

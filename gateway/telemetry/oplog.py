@@ -30,6 +30,43 @@ QUIET_PATHS = ("/healthz", "/readyz")  # probes: every few seconds from every lo
 PER_CALL_ACTIONS = frozenset({"policy.decision"})  # on the request line already
 
 
+class LineRecord(logging.LogRecord):
+    """The LogRecord of a line that is all fields, built in a fraction of the usual cost: `logger.info()` spent
+    ~6 µs of its ~9 µs in LogRecord.__init__ and findCaller (the caller's frame, thread and process, none of which
+    the line shows). Those attributes are constants here, set as instance attributes since formatters read
+    them from the record's __dict__."""
+
+    CONSTANTS: dict[str, object] = {
+        "args": (),
+        "exc_info": None,
+        "exc_text": None,
+        "stack_info": None,
+        "funcName": None,
+        "thread": None,
+        "threadName": None,
+        "process": None,
+        "processName": None,
+        "taskName": None,
+        "pathname": "oplog",
+        "filename": "oplog",
+        "module": "oplog",
+        "lineno": 0,
+        "relativeCreated": 0.0,
+    }
+
+    def __init__(self, name: str, level: int, fields: dict[str, object]) -> None:
+        self.__dict__.update(self.CONSTANTS)
+        self.name, self.msg, self.levelno = name, fields, level
+        self.levelname = "INFO" if level == INFO else logging.getLevelName(level)
+        self.created = created = time.time()
+        self.msecs = (created - int(created)) * 1000
+
+
+def write(logger: logging.Logger, level: int, fields: dict[str, object]) -> None:
+    """One line, through the logger's handlers (the caller has checked that the level is enabled)."""
+    logger.handle(LineRecord(logger.name, level, fields))
+
+
 class FailedAuthLimit:
     """At most `per_minute` lines in each minute; the others are counted, and the next line written says how
     many were left out, so a flood of bad keys costs a bounded number of lines."""
@@ -75,8 +112,7 @@ class OperatorLog:
         if status == 401:
             self._failed_auth(scope, error, latency_s)
         elif self.requests and scope["path"] not in self.quiet and REQUESTS.isEnabledFor(INFO):
-            line = request_line(scope, status, latency_s, error or state.get("error_code"), ctx)
-            REQUESTS.info(line)
+            write(REQUESTS, INFO, request_line(scope, status, latency_s, error or state.get("error_code"), ctx))
 
     def _failed_auth(self, scope: Scope, error: str | None, latency_s: float) -> None:
         if not AUTH.isEnabledFor(WARNING) or (suppressed := self.failed_auth.admit()) is None:
@@ -94,7 +130,7 @@ class OperatorLog:
         }
         if suppressed:
             line["suppressed"] = suppressed  # failed-auth lines left out since the last one written
-        AUTH.warning(line)
+        write(AUTH, WARNING, line)
 
 
 def request_line(
@@ -149,7 +185,9 @@ def log_admin_event(event: AuditEvent) -> None:
     log: the line says who did what to which subject, and the event id finds the rest."""
     if event.action in PER_CALL_ACTIONS or not ADMIN.isEnabledFor(INFO):
         return
-    ADMIN.info(
+    write(
+        ADMIN,
+        INFO,
         {
             "event": "admin",
             "action": event.action,
@@ -161,5 +199,5 @@ def log_admin_event(event: AuditEvent) -> None:
             "reason": event.reason,
             "request_id": event.request_id,
             "audit_event_id": str(event.event_id),
-        }
+        },
     )

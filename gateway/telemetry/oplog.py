@@ -161,7 +161,7 @@ def request_line(
     if decisions:
         line["decisions"] = [decision_summary(d) for d in decisions]
         line["policy_sha256"] = ctx.policy_sha256
-        approvals = [d["approval_id"] for d in decisions if d.get("approval_id") and d["action"] != "released"]
+        approvals = [d["approval_id"] for d in decisions if d.get("approval_id") and d.get("action") != "released"]
         if approvals:
             line["approvals_created"] = approvals
     if ctx.prompt_id:

@@ -107,7 +107,7 @@ class TaskSupervisor:
             log.error(
                 "background task %r stopped (%s); restarting in %.3g s (failure %d in a row)",
                 state.name, error, delay, state.failures,
-                exc_info=exc_info, extra={"task": state.name, "failures": state.failures},
+                exc_info=exc_info, extra={"event": "task_failed", "task": state.name, "failures": state.failures},
             )  # fmt: skip
             del exc_info
             await asyncio.sleep(delay)

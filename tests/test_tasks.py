@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 
@@ -16,6 +17,7 @@ from gateway.app import create_app
 from gateway.checks.base import Check
 from gateway.checks.context import ContextCheck, build_check
 from gateway.tasks import TaskState, TaskSupervisor
+from gateway.telemetry.logformat import JSONFormatter
 from tests.conftest import AUTH, MakeConfig, chat
 from tests.fake_upstream import FakeUpstream
 
@@ -94,6 +96,9 @@ async def test_policy_watcher_failure_is_logged_reported_by_readyz_and_a_later_e
     failed = [r for r in caplog.records if r.name == "gateway.tasks"]
     assert failed and failed[0].levelno == logging.ERROR and failed[0].exc_info is not None
     assert "'policy-watcher' stopped (OSError: [Errno 24] Too many open files)" in failed[0].getMessage()
+    line = orjson.loads(JSONFormatter().format(failed[0]))  # as the operator log writes it
+    assert (line["event"], line["task"], line["level"]) == ("task_failed", "policy-watcher", "error")
+    assert "OSError: [Errno 24] Too many open files" in line["exception"]
 
     # The failures run out: the restarted watcher loads the edit without anyone touching the files again.
     await eventually(lambda: store.current.policies[0].guardrails[0].check.words == ["beta"])

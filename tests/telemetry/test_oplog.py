@@ -198,3 +198,17 @@ def test_text_format_is_one_readable_line_per_record() -> None:
     assert TextFormatter().format(record) == (
         '1970-01-01T00:00:00.000Z INFO    gateway.requests event=request route=/v1/x status=200 model="a b"'
     )
+
+
+def test_log_settings_come_from_the_file_and_the_environment_overrides_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.settings import Settings
+
+    file = tmp_path / "gateway.yaml"
+    file.write_text("log: {format: text, level: warning, failed_auth_per_minute: 3}\n")
+    assert Settings(config=file).resolve().log == LogConfig(format="text", level="warning", failed_auth_per_minute=3)
+    monkeypatch.setenv("GATEWAY_LOG_FORMAT", "JSON")
+    monkeypatch.setenv("GATEWAY_LOG_REQUESTS", "false")
+    log = Settings(config=file).resolve().log
+    assert (log.format, log.level, log.requests, log.failed_auth_per_minute) == ("json", "warning", False, 3)

@@ -24,6 +24,7 @@ STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, N
     "asctime",
     "color_message",
 }
+MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
 LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warning", "ERROR": "error", "CRITICAL": "critical"}
 
 
@@ -37,17 +38,19 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(self.fields(record), default=str).decode()
 
     def line_time(self, created: float) -> str:
-        """ISO 8601 in UTC with milliseconds; the part up to the second is formatted once a second (datetime
-        formatting cost 1.4 µs a line)."""
+        """ISO 8601 in UTC with milliseconds; the part up to the second is formatted once a second, the rest looked
+        up (datetime formatting cost 1.4 µs a line, an f-string of the milliseconds 0.5 µs)."""
         second = int(created)
         if second != self._second:
             self._second, self._prefix = second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+        return self._prefix + MILLISECONDS[int((created - second) * 1000)]
 
     def fields(self, record: logging.LogRecord) -> dict[str, object]:
         level = LEVELS.get(record.levelname) or record.levelname.lower()
-        fields: dict[str, object] = {"time": self.line_time(record.created), "level": level, "logger": record.name}
         message = record.msg
+        if type(message) is dict and not record.exc_info:  # the operator log's lines: one dict, built once
+            return {"time": self.line_time(record.created), "level": level, "logger": record.name, **message}
+        fields: dict[str, object] = {"time": self.line_time(record.created), "level": level, "logger": record.name}
         if isinstance(message, dict) and not record.args:
             fields.update(message)
         else:

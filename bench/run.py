@@ -58,6 +58,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="gateway bare + full, Python loadgen, ~500 requests")
     parser.add_argument("--output", type=Path, help="also write the report to this file")
     parser.add_argument("--gateway-rev", metavar="REV", help="benchmark this commit (git archive) not the working tree")
+    parser.add_argument(
+        "--no-request-log", dest="request_log", action="store_false", help="gateway with log.requests: false (A/B)"
+    )
     soak = parser.add_argument_group("soak mode")
     soak.add_argument("--soak", type=int, nargs="?", const=1_000_000, metavar="N", help="N requests (default 1M)")
     soak.add_argument("--soak-clients", type=int, default=50)

@@ -62,6 +62,7 @@ class Workspace:
     workers: int = 1
     litellm_venv: Path = BENCH_DIR / ".venv-litellm"
     gateway_src: Path | None = None  # a directory holding an exported `gateway` package, run instead of the tree
+    request_log: bool = True  # False: the gateway's config turns its request log off (log.requests), for an A/B
 
     @property
     def policies_dir(self) -> Path:
@@ -70,7 +71,9 @@ class Workspace:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, tmp: Path, upstream_base: str, upstream_pid: int) -> Workspace:
-        return cls(tmp, upstream_base, upstream_pid, args.workers, args.litellm_venv, args.gateway_src)
+        return cls(
+            tmp, upstream_base, upstream_pid, args.workers, args.litellm_venv, args.gateway_src, args.request_log
+        )
 
 
 def export_gateway(rev: str, dest: Path) -> Path:
@@ -176,6 +179,8 @@ def gateway_config(space: Workspace, home: Path, *, governed: bool, quiet: bool 
     ]
     if governed and space.policies_dir.is_dir():
         lines.append(f"policies: {space.policies_dir}")
+    if not space.request_log:
+        lines.append("log: {requests: false}")
     if space.workers > 1:
         lines.append(f"redis_url: {REDIS_URL}")  # the gateway refuses several workers without shared counters
     source = (space.gateway_src or BENCH_DIR.parent) / "gateway" / "config.py"

@@ -14,10 +14,13 @@ from gateway import __version__
 from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestMiddleware
+from gateway.policy.loader import MakeCheck
 from gateway.routers import admin, approvals, audit, health, inference, models, policies, prompts, usage
 from gateway.routers.metrics import metrics_router
 from gateway.services import build_services
 from gateway.settings import Settings
+from gateway.tasks import TaskSupervisor
+from gateway.telemetry.oplog import OperatorLog
 
 # The collector after the freeze: at 700/10/10 the objects of requests in flight were promoted to the oldest
 # generation every few ms and full collections ran ~4 times a second (73 in 20 s at 100 clients, up to 53 ms each,
@@ -56,18 +59,25 @@ class GatewayApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: GatewayConfig | None = None, *, freeze_gc: bool = True) -> FastAPI:
+def create_app(
+    config: GatewayConfig | None = None,
+    *,
+    freeze_gc: bool = True,
+    tasks: TaskSupervisor | None = None,
+    make_check: MakeCheck | None = None,
+) -> FastAPI:
     """The ASGI app. Without a config, reads GATEWAY_* settings and the config file they name.
 
     freeze_gc=False skips the startup collection below: for processes that build many apps (the test suite),
-    where one full collection over their large heap costs ~0.1 s per app and buys nothing."""
+    where one full collection over their large heap costs ~0.1 s per app and buys nothing. `tasks` and
+    `make_check` are build_services' seams (background-task restarts, policy checks)."""
     config = config or Settings().resolve()
     if config.master_key is None:
         log.warning("GATEWAY_MASTER_KEY is not set: every request to the model APIs will be refused (401).")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_services(config) as services:
+        async with build_services(config, tasks=tasks, make_check=make_check) as services:
             app.state.services = services
             # Everything built at startup (price map, tokenizers, policies, caches) lives as long as the
             # process: move it out of the collector's reach. Under load, full collections scanning it took
@@ -82,8 +92,10 @@ def create_app(config: GatewayConfig | None = None, *, freeze_gc: bool = True) -
 
     app = GatewayApp(title="gateway", version=__version__, lifespan=lifespan, openapi_url="/openapi.json")
     install_error_handlers(app)
-    app.add_middleware(RequestMiddleware, max_request_bytes=config.max_request_bytes)
-    app.fast_lane = RequestMiddleware(inference.serve, max_request_bytes=config.max_request_bytes)
+    metrics = config.telemetry.metrics
+    oplog = OperatorLog(config.log, quiet_paths=[metrics.path] if metrics.enabled else [])
+    app.add_middleware(RequestMiddleware, max_request_bytes=config.max_request_bytes, oplog=oplog)
+    app.fast_lane = RequestMiddleware(inference.serve, max_request_bytes=config.max_request_bytes, oplog=oplog)
     for router in ROUTERS:
         app.include_router(router)
     if config.telemetry.metrics.enabled:

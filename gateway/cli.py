@@ -8,6 +8,8 @@ for the overall help), and each command imports what it needs when it runs, so `
 from __future__ import annotations
 
 import argparse
+import logging
+import logging.config
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -101,8 +103,11 @@ def add_server_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=4000, help="port (default 4000)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1; one per core)")
-    serve.add_argument("--log-level", default=None, help="debug, info, warning, error")
-    serve.add_argument("--access-log", action="store_true", help="log every request line (costs CPU)")
+    serve.add_argument("--log-format", choices=("json", "text"), help="operator log lines (default: log.format, json)")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="default: log.level, info")
+    serve.add_argument(
+        "--access-log", action="store_true", help="uvicorn's access line too (the request log already has one)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser(
@@ -135,8 +140,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.httpserver import raise_descriptor_limit
     from gateway.settings import Settings
     from gateway.storage.db import mask_password
+    from gateway.telemetry.logformat import logging_config
     from gateway.telemetry.multiprocess import multiprocess_metrics
 
+    # Flags go through the environment, which the worker processes read too (GATEWAY_LOG_*).
+    for name, value in (("GATEWAY_LOG_FORMAT", args.log_format), ("GATEWAY_LOG_LEVEL", args.log_level)):
+        if value:
+            os.environ[name] = value
     settings = Settings(config=args.config) if args.config else Settings()
     config = settings.resolve()  # fail here, with a readable message, rather than in every worker
     if args.workers > 1 and not config.redis_url:
@@ -149,10 +159,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.config is not None:
         # Worker processes build their app from the environment: hand them the same file.
         os.environ["GATEWAY_CONFIG"] = str(settings.config.resolve())
-    print(
-        f"gateway {__version__}: {len(config.models)} models, database {mask_password(config.database_url)}",
-        file=sys.stderr,
-    )
+    log_config = logging_config(config.log, access_log=args.access_log)
+    logging.config.dictConfig(log_config)  # uvicorn applies it again in each worker
+    database = mask_password(config.database_url)
+    logging.getLogger("gateway").info("gateway %s: %d models, database %s", __version__, len(config.models), database)
     limit_malloc_arenas()  # before uvicorn starts threads and workers
     warning = raise_descriptor_limit(config.server.max_connections)  # workers inherit the limit
     if warning:
@@ -165,7 +175,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            log_level=args.log_level or settings.log_level,
+            log_level=config.log.level,
+            log_config=log_config,
             access_log=args.access_log,
             proxy_headers=False,
             server_header=False,

@@ -22,7 +22,10 @@ from gateway.approvals.config import ApprovalsConfig
 from gateway.audit.config import AuditConfig
 from gateway.prompts.config import PromptsConfig
 from gateway.providers.endpoints import check_headers, parse_origin
-from gateway.providers.local import LOCAL_MODELS
+from gateway.telemetry.config import LogConfig
+
+# Models of provider `local`, served in process by providers/local.py: name -> dimensions.
+LOCAL_MODELS: dict[str, int] = {"all-MiniLM-L6-v2": 384}
 
 # Providers whose API is OpenAI's: they take the direct path (body forwarded nearly verbatim).
 DIRECT_PROVIDERS: dict[str, str | None] = {
@@ -181,6 +184,7 @@ class GatewayConfig(_Strict):
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     approvals: ApprovalsConfig = Field(default_factory=ApprovalsConfig)
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)

@@ -236,9 +236,13 @@ def install_error_handlers(app: FastAPI) -> None:
     def request_id_of(request: Request) -> str | None:
         return request.scope.get("state", {}).get("request_id")
 
+    def answer(request: Request, error: GatewayError) -> Response:
+        request.scope.setdefault("state", {})["error_code"] = error.code  # for the operator log's request line
+        return error_response(error)
+
     async def on_gateway_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, GatewayError)
-        response = error_response(exc)
+        response = answer(request, exc)
         drop_frames(exc)
         return response
 
@@ -248,7 +252,7 @@ def install_error_handlers(app: FastAPI) -> None:
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
         param = ".".join(loc) or None
         message = f"{param}: {first.get('msg')}" if param else str(first.get("msg"))
-        return error_response(InvalidRequest(message, param=param))
+        return answer(request, InvalidRequest(message, param=param))
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -260,7 +264,7 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             error = InvalidRequest(str(exc.detail))
             error.status_code = exc.status_code  # type: ignore[misc]
-        return error_response(error)
+        return answer(request, error)
 
     async def on_crash(request: Request, exc: Exception) -> Response:
         request_id = request_id_of(request)

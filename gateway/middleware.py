@@ -1,4 +1,5 @@
-"""Pure-ASGI middleware: stamps x-request-id (and x-gateway-overhead-ms) on every response; enforces the size limit.
+"""Pure-ASGI middleware: stamps x-request-id (and x-gateway-overhead-ms) on every response; enforces the size limit;
+hands every finished request to the operator log.
 
 The id is always the gateway's own: it keys usage records, budget reservations and rate windows, so a
 client-chosen id (which a client could repeat) must never stand in for it.
@@ -12,6 +13,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import PayloadTooLarge
+from gateway.telemetry.oplog import OperatorLog
 
 OVERHEAD = b"x-gateway-overhead-ms"
 
@@ -25,9 +27,10 @@ def new_request_id() -> str:
 class RequestMiddleware:
     """Cheap by construction (no BaseHTTPMiddleware): one header lookup, one wrapped send per request."""
 
-    def __init__(self, app: ASGIApp, *, max_request_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_request_bytes: int, oplog: OperatorLog | None = None) -> None:
         self.app = app
         self.max_request_bytes = max_request_bytes
+        self.oplog = oplog
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,9 +45,12 @@ class RequestMiddleware:
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         stamp = (b"x-request-id", request_id.encode())
+        status: int | None = None
 
         async def send_stamped(message: Message) -> None:
             if message["type"] == "http.response.start":
+                nonlocal status
+                status = message["status"]
                 headers = [*message.get("headers", ()), stamp]
                 # Model calls set their own overhead (upstream time excluded); every other response is all
                 # gateway time.
@@ -56,6 +62,8 @@ class RequestMiddleware:
         limit = self.max_request_bytes
         if length is not None and length > limit:
             await self._refuse(length, send_stamped)
+            if self.oplog is not None:
+                self.oplog.request(scope, status, time.perf_counter() - started, PayloadTooLarge.code)
             return
         received = 0
 
@@ -68,7 +76,17 @@ class RequestMiddleware:
                     raise PayloadTooLarge(self._message(received))
             return message
 
-        await self.app(scope, receive_limited if length is None else receive, send_stamped)
+        if self.oplog is None:
+            await self.app(scope, receive_limited if length is None else receive, send_stamped)
+            return
+        error = None
+        try:
+            await self.app(scope, receive_limited if length is None else receive, send_stamped)
+        except Exception:
+            error = "internal_error"  # rendered outside this middleware (Starlette's ServerErrorMiddleware)
+            raise
+        finally:
+            self.oplog.request(scope, status, time.perf_counter() - started, error)
 
     def _message(self, size: int) -> str:
         return f"Request body of {size} bytes exceeds this gateway's limit of {self.max_request_bytes} bytes."

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -35,6 +33,7 @@ from gateway.pipeline.routing import RoutingHook
 from gateway.pipeline.runner import Pipeline
 from gateway.policy.guardrails import GuardrailEngine
 from gateway.policy.hook import InputGuardrailHook, OutputGuardrailHook
+from gateway.policy.loader import MakeCheck
 from gateway.policy.store import PolicyStore
 from gateway.prompts.hook import PromptHook
 from gateway.prompts.registry import PromptRegistry
@@ -44,7 +43,9 @@ from gateway.providers.openai_compat import OpenAICompatProvider
 from gateway.providers.registry import ProviderRegistry
 from gateway.storage.changefeed import poll_feeds
 from gateway.storage.db import Database, open_database
+from gateway.tasks import TaskSupervisor
 from gateway.telemetry.hook import Telemetry, open_telemetry
+from gateway.telemetry.oplog import log_admin_event
 from gateway.toolcalls.governor import ToolGovernor
 from gateway.toolcalls.hook import ToolCallHook
 from gateway.usage.meter import MeterHook, PromptCounter
@@ -83,6 +84,7 @@ class Services:
     pipeline: Pipeline
     started_at: int
     telemetry: Telemetry
+    tasks: TaskSupervisor
 
 
 def build_pipeline(services: Services) -> Pipeline:
@@ -148,8 +150,14 @@ async def seed_budgets(db: Database, cache: KeyCache, counters: Counters) -> Non
 
 
 @asynccontextmanager
-async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
-    """Opens everything in order and closes it in reverse; background tasks stop before the spool flushes."""
+async def build_services(
+    config: GatewayConfig, *, tasks: TaskSupervisor | None = None, make_check: MakeCheck | None = None
+) -> AsyncIterator[Services]:
+    """Opens everything in order and closes it in reverse; background tasks stop before the spool flushes.
+
+    `tasks` (how background loops restart) and `make_check` (how policies build their checks) are seams for
+    tests and embedders; the defaults are the production ones."""
+    tasks = tasks or TaskSupervisor()
     master_key = config.master_key.get_secret_value() if config.master_key else None
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(open_database(config.database_url))
@@ -161,7 +169,7 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         shipped = await shipper.ship_leftovers()  # what a previous process left behind
         if shipped:
             log.info("shipped %d usage records left by a previous process", shipped)
-        audit = AuditLog(db, Path(config.spool_dir), config=config.audit)
+        audit = AuditLog(db, Path(config.spool_dir), config=config.audit, observer=log_admin_event)
         stack.push_async_callback(audit.close)  # a last flush, then the audit spool closes
         chained = await audit.open()  # chains what a previous process left behind
         if chained:
@@ -175,7 +183,7 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
         stack.push_async_callback(pool.close)
         registry = ProviderRegistry(config, direct=OpenAICompatProvider(pool))
         tokens = PromptCounter(TokenCounter())
-        make_check = functools.partial(build_check, session=lambda: http, count=tokens.prompt)
+        make_check = make_check or functools.partial(build_check, session=lambda: http, count=tokens.prompt)
         # A bad policy file stops startup here; applies_to.keys entries that match no key are logged as warnings.
         policies = PolicyStore(config.policies, make_check, key_names=lambda: key_cache.names)
         telemetry = open_telemetry(config, stack)
@@ -209,28 +217,27 @@ async def build_services(config: GatewayConfig) -> AsyncIterator[Services]:
             pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
             started_at=int(time.time()),
             telemetry=telemetry,
+            tasks=tasks,
         )
         services.pipeline = build_pipeline(services)
-        tasks = [
-            asyncio.create_task(shipper.run()),
-            asyncio.create_task(audit.run()),
-            asyncio.create_task(
-                poll_feeds([key_cache.feed, tool_switch.feed, prompt_registry.feed], interval_s=config.cache_poll_s)
-            ),
-            asyncio.create_task(approvals.run()),
-            asyncio.create_task(webhooks.run()),
-        ]
-        if config.policies:
-            tasks.append(asyncio.create_task(policies.watch()))
-        if redis is not None:
-            tasks.append(asyncio.create_task(key_cache.feed.listen()))
-            tasks.append(asyncio.create_task(tool_switch.feed.listen()))
-            tasks.append(asyncio.create_task(prompt_registry.feed.listen()))
+        start_background_tasks(services, redis=redis is not None)
         try:
             yield services
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await tasks.stop()
+
+
+def start_background_tasks(services: Services, *, redis: bool) -> None:
+    """Every loop the app runs beside requests, supervised: logged, backed off and restarted when one fails."""
+    tasks, config = services.tasks, services.config
+    feeds = [services.key_cache.feed, services.tool_switch.feed, services.prompt_registry.feed]
+    tasks.start("usage-shipper", services.shipper.run)
+    tasks.start("audit-log", services.audit.run)
+    tasks.start("change-feeds", functools.partial(poll_feeds, feeds, interval_s=config.cache_poll_s))
+    tasks.start("approval-sweep", services.approvals.run)
+    tasks.start("webhooks", services.webhooks.run)
+    if config.policies:
+        tasks.start("policy-watcher", services.policies.watch)
+    if redis:
+        for feed in feeds:
+            tasks.start(f"{feed.name}-listener", feed.listen)

@@ -15,7 +15,7 @@ in gateway.audit.chain's locked transaction, which numbers, hashes and de-duplic
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,8 +61,10 @@ class AuditLog:
         config: AuditConfig | None = None,
         interval_s: float = 0.5,
         batch_size: int = 1000,
+        observer: Callable[[AuditEvent], None] | None = None,
     ) -> None:
         self.config = config or AuditConfig()
+        self.observer = observer  # told of every event as it is recorded (the operator log's admin lines)
         self._db = db
         self._spool = UsageSpool(directory, prefix=SPOOL_PREFIX)
         self._shipper = AuditShipper(db, self._spool, interval_s=interval_s, batch_size=batch_size)
@@ -77,7 +79,10 @@ class AuditLog:
         return await self._shipper.ship_leftovers()
 
     def record(self, event: AuditEvent) -> None:
-        """Spool one event; raises RuntimeError before `open()`, OSError if the disk fails. No-op when disabled."""
+        """Spool one event; raises RuntimeError before `open()`, OSError if the disk fails. No-op when disabled
+        (the observer is told either way)."""
+        if self.observer is not None:
+            self.observer(event)
         if self.config.enabled:
             # A frozen model's __dict__ is exactly its fields; orjson writes UUID and datetime itself. model_dump()
             # would copy it first, for 1.9 µs more per call.

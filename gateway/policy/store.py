@@ -67,12 +67,13 @@ class PolicyStore:
         return policies
 
     async def watch(self, interval_s: float = 1.0) -> None:
-        """Background loop: reload when a policy file changes (mtime or size)."""
+        """Background loop: reload when a policy file changes (mtime or size). A refused version is logged and the
+        set in force kept; any other error ends the loop, for the task supervisor (gateway/tasks.py) to log and
+        restart it. It looks at the files first and then sleeps, so a restarted watcher retries at once."""
         while True:
+            if self.signature() != self._signature:
+                try:
+                    await anyio.to_thread.run_sync(self.reload)
+                except PolicyError as exc:
+                    log.error("refused the changed policies; keeping sha256 %s:\n%s", self.current.sha256[:12], exc)
             await asyncio.sleep(interval_s)
-            if self.signature() == self._signature:
-                continue
-            try:
-                await anyio.to_thread.run_sync(self.reload)
-            except PolicyError as exc:
-                log.error("refused the changed policies; keeping sha256 %s:\n%s", self.current.sha256[:12], exc)

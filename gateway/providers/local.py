@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from gateway.config import LOCAL_MODELS
 from gateway.errors import InvalidRequest
 from gateway.providers.base import JSONObject, Operation, Reply
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
     from gateway.config import ModelConfig
 
-LOCAL_MODELS: dict[str, int] = {"all-MiniLM-L6-v2": 384}  # name -> dimensions
 MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
 
 
@@ -65,6 +65,31 @@ class LocalEncoder:
         model = self._loaded()
         return model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
+    def layer_features(self, texts: Sequence[str]) -> np.ndarray:
+        """Per text, the mean and the max over tokens of every transformer layer's hidden states, concatenated
+        (6 layers x 2 x 384 = 4,608 for MiniLM): richer than the final sentence embedding for classifiers that
+        must tell an instruction from a text about one. Blocking: call from a worker thread, or `alayer_features`."""
+        import numpy as np
+        import torch
+
+        model = self._loaded()
+        transformer, tokenizer = model[0].auto_model, model.tokenizer
+        rows = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 32):
+                batch = tokenizer(
+                    list(texts[start : start + 32]), padding=True, truncation=True, max_length=self.max_tokens,
+                    return_tensors="pt",
+                )  # fmt: skip
+                states = transformer(**batch, output_hidden_states=True).hidden_states[1:]
+                mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+                pooled = []
+                for hidden in states:
+                    pooled.append((hidden * mask).sum(1) / mask.sum(1))
+                    pooled.append((hidden + (mask - 1) * 1e4).max(1).values)
+                rows.append(torch.cat(pooled, -1).numpy())
+        return np.concatenate(rows)
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, [CLS] and [SEP] included (what the model's window holds)."""
         tokenizer = self._loaded().tokenizer
@@ -72,6 +97,9 @@ class LocalEncoder:
 
     async def aencode(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.encode, texts)
+
+    async def alayer_features(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.layer_features, texts)
 
     async def acount_tokens(self, texts: Sequence[str]) -> list[int]:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.count_tokens, texts)

@@ -101,6 +101,7 @@ async def answer(
         raw=await read_body(receive),
         authorization=authorization,
     )
+    scope["state"]["call"] = ctx  # for the request's line in the operator log (middleware.py)
     try:
         result = await until_disconnect(receive, scope["app"].state.services.pipeline.run(ctx))
     except GatewayError as exc:

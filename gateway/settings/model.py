@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway.config import GatewayConfig, load_config, parse_config
 from gateway.settings.environ import DEFAULT_URL, environment
+from gateway.telemetry.config import LogFormat, LogLevel
 
 DEFAULT_CONFIG_FILE = Path("gateway.yaml")
 
@@ -24,9 +25,16 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     policies: str | None = None
     max_request_bytes: int | None = None
-    log_level: str = "info"
+    log_level: LogLevel | None = None
+    log_format: LogFormat | None = None
+    log_requests: bool | None = None  # GATEWAY_LOG_REQUESTS=false turns the request log off
     url: str = DEFAULT_URL  # where the CLI's admin commands find a running gateway
     spool_dir: str | None = None
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     def resolve(self) -> GatewayConfig:
         """The effective GatewayConfig: the file (if any), then GATEWAY_* overrides."""
@@ -38,4 +46,15 @@ class Settings(BaseSettings):
             for name in ("master_key", "database_url", "redis_url", "policies", "max_request_bytes", "spool_dir")
             if getattr(self, name) is not None
         }
+        log = {
+            field: value
+            for field, value in (
+                ("level", self.log_level),
+                ("format", self.log_format),
+                ("requests", self.log_requests),
+            )
+            if value is not None
+        }
+        if log:
+            overrides["log"] = base.log.model_copy(update=log)
         return base.model_copy(update=overrides) if overrides else base

@@ -24,8 +24,11 @@ def free_port() -> int:
 class ServedGateway:
     """One `python -m gateway serve` process; its output goes to a log file shown if it fails to start."""
 
-    def __init__(self, config: Path, *, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self, config: Path, *, env: dict[str, str] | None = None, workers: int = 1, cwd: Path | None = None
+    ) -> None:
         self.config = config
+        self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "GATEWAY_MASTER_KEY": MASTER_KEY, **(env or {})}
@@ -38,7 +41,7 @@ class ServedGateway:
         command = [sys.executable, "-m", "gateway", "serve", "--config", str(self.config), "--port", str(self.port)]
         if self.workers > 1:
             command += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.cwd)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -23,8 +23,9 @@ install: $(VENV)/.installed
 serve: install
 	$(VENV)/bin/gateway serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
+TEST_WORKERS ?= 2
 test: install
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
 
 lint: install
 	$(VENV)/bin/ruff check gateway tests bench tools

@@ -1,0 +1,94 @@
+"""`python -m tools.mutate [MODULE ...]`: mutation-test the governance core (all modules, or the ones named)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from tools.mutate.operators import list_mutants
+from tools.mutate.report import (
+    RESULTS_MD,
+    ModuleResult,
+    load_equivalent,
+    load_results,
+    markdown,
+    save_results,
+    table,
+)
+from tools.mutate.runner import KILLED, SURVIVED, TIMEOUT, baseline, preload, run_mutant
+from tools.mutate.targets import TARGETS, Target, get_target
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def mutate(target: Target, *, check_equivalent: bool, limit: int | None) -> ModuleResult:
+    path = str(ROOT / target.path)
+    source = Path(path).read_text()
+    mutants = list_mutants(source)[:limit]
+    equivalent = load_equivalent().get(target.path, {})
+    log = ROOT / "tools" / "mutate" / f".baseline-{target.name}.log"
+    base_s, modules = baseline(target.tests, log=log)
+    log.unlink()
+    warmed = preload(modules)
+    timeout_s = max(10.0, 3 * base_s + 5)
+    print(f"{target.name}: {len(mutants)} mutants, baseline {base_s:.1f} s, {warmed} modules preloaded", flush=True)
+    result = ModuleResult(target.name, target.path, len(mutants), baseline_s=round(base_s, 2))
+    ids = {m.id for m in mutants}
+    result.stale_equivalent = sorted(set(equivalent) - ids)
+    started = time.monotonic()
+    for mutant in mutants:
+        if mutant.id in equivalent and not check_equivalent:
+            result.equivalent += 1
+            continue
+        outcome = run_mutant(
+            source, module=target.module, path=path, index=mutant.index, tests=target.tests, timeout_s=timeout_s
+        )
+        if outcome.status == SURVIVED and mutant.id in equivalent:
+            result.equivalent += 1
+        elif outcome.status == SURVIVED:
+            result.survivors.append({"id": mutant.id, "line": mutant.line})
+            print(f"  survived line {mutant.line}: {mutant.id}", flush=True)
+        elif outcome.status == TIMEOUT:
+            result.timeout += 1
+        else:
+            assert outcome.status == KILLED
+            result.killed += 1
+            if mutant.id in equivalent:
+                print(f"  listed as equivalent but killed: {mutant.id}", flush=True)
+    result.seconds = round(time.monotonic() - started, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.mutate", description=__doc__)
+    parser.add_argument("modules", nargs="*", help=f"names (default: all): {', '.join(t.name for t in TARGETS)}")
+    parser.add_argument("--list", action="store_true", help="print the mutants and exit")
+    parser.add_argument("--check-equivalent", action="store_true", help="also run mutants listed as equivalent")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N mutants (to try the runner)")
+    args = parser.parse_args(argv)
+    try:
+        targets = [get_target(name) for name in args.modules] if args.modules else list(TARGETS)
+    except KeyError as e:
+        parser.error(str(e.args[0]))
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    if args.list:
+        for target in targets:
+            for m in list_mutants((ROOT / target.path).read_text()):
+                print(f"{target.path}:{m.line}: {m.id}")
+        return 0
+    results = load_results()
+    for target in targets:
+        results[target.name] = mutate(target, check_equivalent=args.check_equivalent, limit=args.limit)
+        order = [t.name for t in TARGETS]
+        save_results(results, order)
+        RESULTS_MD.write_text(markdown([results[n] for n in order if n in results]))
+    print(table([results[t.name] for t in targets]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from tools.mutate.imports import importers_of
 from tools.mutate.operators import list_mutants
 from tools.mutate.report import (
     RESULTS_MD,
@@ -18,7 +19,7 @@ from tools.mutate.report import (
     save_results,
     table,
 )
-from tools.mutate.runner import KILLED, SURVIVED, TIMEOUT, baseline, preload, run_mutant
+from tools.mutate.runner import KILLED, SURVIVED, TIMEOUT, BaselineError, baseline, preload, run_mutant
 from tools.mutate.targets import TARGETS, Target, get_target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,9 +32,16 @@ def mutate(target: Target, *, check_equivalent: bool, limit: int | None) -> Modu
     equivalent = load_equivalent().get(target.path, {})
     log = ROOT / "tools" / "mutate" / f".baseline-{target.name}.log"
     base_s, modules = baseline(target.tests, log=log)
-    log.unlink()
     warmed = preload(modules)
+    cold = frozenset(importers_of(target.module, ROOT))
     timeout_s = max(10.0, 3 * base_s + 5)
+    hooked = run_mutant(
+        source, module=target.module, path=path, index=None, tests=target.tests, timeout_s=timeout_s, cold=cold,
+        log=log,
+    )
+    if hooked.status != SURVIVED:  # the unmutated source, served by the hook, must pass, or every mutant "dies"
+        raise BaselineError(f"{target.name}: the unmutated module fails when served by the import hook; see {log}")
+    log.unlink()
     print(f"{target.name}: {len(mutants)} mutants, baseline {base_s:.1f} s, {warmed} modules preloaded", flush=True)
     result = ModuleResult(target.name, target.path, len(mutants), baseline_s=round(base_s, 2))
     ids = {m.id for m in mutants}
@@ -44,7 +52,8 @@ def mutate(target: Target, *, check_equivalent: bool, limit: int | None) -> Modu
             result.equivalent += 1
             continue
         outcome = run_mutant(
-            source, module=target.module, path=path, index=mutant.index, tests=target.tests, timeout_s=timeout_s
+            source, module=target.module, path=path, index=mutant.index, tests=target.tests, timeout_s=timeout_s,
+            function=mutant.function, cold=cold,
         )
         if outcome.status == SURVIVED and mutant.id in equivalent:
             result.equivalent += 1

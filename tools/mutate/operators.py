@@ -46,6 +46,7 @@ class Mutant:
     operator: str
     original: str
     mutated: str
+    function: str | None  # the top-level function or method whose code alone changes; None: module-level effect
 
 
 @dataclass
@@ -56,6 +57,7 @@ class _Site:
     original: str
     mutated: str
     apply: Callable[[], None]
+    function: str | None = None
 
 
 def list_mutants(source: str) -> list[Mutant]:
@@ -67,7 +69,7 @@ def list_mutants(source: str) -> list[Mutant]:
         k = seen.get(key, 0)
         seen[key] = k + 1
         mutant_id = f"{site.qualname}|{site.operator}|{site.original} -> {site.mutated}|{k}"
-        mutants.append(Mutant(index, mutant_id, site.line, site.operator, site.original, site.mutated))
+        mutants.append(Mutant(index, mutant_id, site.line, site.operator, site.original, site.mutated, site.function))
     return mutants
 
 
@@ -113,15 +115,33 @@ def _is_type_checking(node: ast.AST) -> bool:
 class _Walker:
     def __init__(self, skipped_lines: set[int]) -> None:
         self.skipped = skipped_lines
+        self.function: str | None = None  # set while inside the body of a top-level function or method
 
     def walk(self, node: ast.AST, qualname: str, *, in_function: bool) -> Iterator[_Site]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             qualname = node.name if qualname == "<module>" else f"{qualname}.{node.name}"
-            in_function = in_function or not isinstance(node, ast.ClassDef)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield from self._function(node, qualname, nested=in_function)
+                return
         if _is_type_checking(node) or _is_log_call(node):
             return
-        if getattr(node, "lineno", None) not in self.skipped:
-            yield from self._here(node, qualname, in_function)
+        for site in self._here(node, qualname, in_function) if getattr(node, "lineno", None) not in self.skipped else ():
+            site.function = self.function
+            yield site
+        yield from self._children(node, qualname, in_function=in_function)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str, *, nested: bool) -> Iterator[_Site]:
+        """Defaults run where the function is defined, the body when called: only a top-level function's or a
+        method's body changes nothing but that function's code (a nested one's closures may already exist)."""
+        outer = self.function
+        self.function = None
+        yield from self.walk(node.args, qualname, in_function=nested)
+        self.function = None if nested else qualname
+        body = ast.Module(body=node.body, type_ignores=[])
+        yield from self._children(body, qualname, in_function=True)
+        self.function = outer
+
+    def _children(self, node: ast.AST, qualname: str, *, in_function: bool) -> Iterator[_Site]:
         for field, value in ast.iter_fields(node):
             if field in ("annotation", "returns", "type_comment", "decorator_list"):
                 continue
@@ -133,7 +153,9 @@ class _Walker:
                     if position == 0 and _is_docstring(child):
                         continue
                     if in_function and isinstance(child, _DELETABLE) and child.lineno not in self.skipped:
-                        yield self._delete(value, position, qualname)
+                        site = self._delete(value, position, qualname)
+                        site.function = self.function
+                        yield site
                 if isinstance(child, ast.JoinedStr):  # f-string: mutate the literal parts, not the format specs
                     yield from self._fstring(child, qualname, in_function)
                     continue
@@ -172,7 +194,9 @@ class _Walker:
     def _fstring(self, node: ast.JoinedStr, qualname: str, in_function: bool) -> Iterator[_Site]:
         for part in node.values:
             if isinstance(part, ast.Constant):
-                yield from self._constant(part, qualname, in_function)
+                for site in self._constant(part, qualname, in_function):
+                    site.function = self.function
+                    yield site
             elif isinstance(part, ast.FormattedValue):
                 yield from self.walk(part.value, qualname, in_function=in_function)
 

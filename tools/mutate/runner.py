@@ -7,6 +7,7 @@ start the gateway in a subprocess see the unmutated code (the import hook lives 
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -18,8 +19,9 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +64,11 @@ class _MutantFinder(importlib.abc.MetaPathFinder):
 
 def pytest_args(tests: tuple[str, ...]) -> list[str]:
     """Stop at the first failure, print nothing, never touch the cache; the project's addopts stay off."""
-    return [*tests, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--no-header", "--tb=no"]
+    return [*tests, "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--no-header", "--tb=short", *_QUIET]
+
+
+# Plug-ins the parent preloaded cannot have their asserts rewritten; pytest says so, and warnings are errors.
+_QUIET = ("-W", "ignore::pytest.PytestAssertRewriteWarning")
 
 
 def run_forked(work: Callable[[], int], *, timeout_s: float, log: Path | None = None) -> tuple[int | None, float]:
@@ -77,7 +83,11 @@ def run_forked(work: Callable[[], int], *, timeout_s: float, log: Path | None = 
             os.dup2(target, 1)
             os.dup2(target, 2)
             code = work()
+        except BaseException:  # noqa: BLE001 - the child must reach os._exit whatever happens
+            traceback.print_exc()
         finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(code)
     pidfd = os.pidfd_open(pid)
     try:
@@ -118,10 +128,11 @@ def baseline(tests: tuple[str, ...], *, log: Path) -> tuple[float, list[str]]:
 
 
 def preload(modules: list[str]) -> int:
-    """Imports the third-party modules in the parent so each fork starts warm; returns how many imported."""
+    """Imports the modules the tests use (but the tests themselves) in the parent, so each fork starts warm.
+    Returns how many it imported."""
     imported = 0
     for name in modules:
-        if name.split(".")[0] in _OWN_PACKAGES or name in sys.modules:
+        if name.split(".")[0] in _OWN_PACKAGES - {"gateway"} or name in sys.modules:
             continue
         try:
             importlib.import_module(name)
@@ -131,14 +142,61 @@ def preload(modules: list[str]) -> int:
     return imported
 
 
-def run_mutant(source: str, *, module: str, path: str, index: int, tests: tuple[str, ...], timeout_s: float) -> Outcome:
-    """Runs the tests against mutant `index` of the module at `path` (absolute), in a forked child."""
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _live_functions(module: types.ModuleType, qualname: str) -> Iterator[types.FunctionType]:
+    """The function objects the loaded module holds under `qualname` (unwrapping descriptors and decorators)."""
+    owner: object = module
+    *path, name = qualname.split(".")
+    for part in path:
+        owner = vars(owner)[part]
+    found = vars(owner)[name]
+    candidates = [getattr(found, attr, None) for attr in ("__func__", "fget", "fset", "fdel")] + [found]
+    for candidate in candidates:
+        while hasattr(candidate, "__wrapped__"):
+            candidate = candidate.__wrapped__
+        if isinstance(candidate, types.FunctionType) and candidate.__code__.co_qualname == qualname:
+            yield candidate
+
+
+def swap_code(module: types.ModuleType, code: types.CodeType, qualname: str) -> None:
+    """Gives the loaded function `qualname` the body compiled in `code`: every reference to it, including names
+    other modules imported, then runs the mutant. Raises LookupError if it cannot be found."""
+    new = [c for c in _code_objects(code) if c.co_qualname == qualname]
+    for function in _live_functions(module, qualname):
+        for candidate in new:
+            if candidate.co_firstlineno == function.__code__.co_firstlineno:
+                function.__code__ = candidate
+                return
+    raise LookupError(f"no live function {qualname} in {module.__name__}")
+
+
+def run_mutant(
+    source: str, *, module: str, path: str, index: int | None, tests: tuple[str, ...], timeout_s: float,
+    function: str | None = None, cold: frozenset[str] = frozenset(), log: Path | None = None,
+) -> Outcome:
+    """Runs the tests against mutant `index` (None: the unmutated source, through the same hook) of the module at
+    `path` (absolute), in a forked child. A mutant inside one `function` has that function's code swapped in the
+    loaded module; any other is imported afresh, with the `cold` modules (its importers) dropped first."""
 
     def install() -> None:
-        code = compile(mutated_tree(source, index), path, "exec", dont_inherit=True)
+        tree = ast.parse(source) if index is None else mutated_tree(source, index)
+        code = compile(tree, path, "exec", dont_inherit=True)
+        if function is not None and module in sys.modules:
+            swap_code(sys.modules[module], code, function)
+            return
+        for name in cold:
+            sys.modules.pop(name, None)
         sys.meta_path.insert(0, _MutantFinder(module, path, code))
 
-    exit_code, seconds = run_forked(_pytest(tests, install), timeout_s=timeout_s)
+    exit_code, seconds = run_forked(_pytest(tests, install), timeout_s=timeout_s, log=log)
     if exit_code is None:
         return Outcome(TIMEOUT, seconds)
+    if exit_code == 5:  # no tests collected: the selection is wrong, not the mutant caught
+        raise BaselineError(f"no tests ran for {module}: check its test selection")
     return Outcome(SURVIVED if exit_code == 0 else KILLED, seconds)

@@ -13,6 +13,9 @@ from redis.asyncio import Redis
 
 from gateway.limits import counters_memory
 from gateway.limits.counters import (
+    MAX_AMOUNT,
+    PERIOD_MARGIN_S,
+    SETTLE_GRACE_S,
     BudgetRefusal,
     BudgetScope,
     Counters,
@@ -260,10 +263,47 @@ async def test_reservation_lapses_after_ttl_and_late_settle_still_books(make_cou
 
     assert await counters.get_budget(KEY, now=at(1)) == (0, 40)  # "crashed" lapsed at exactly its TTL
     assert await counters.reserve("r4", [KEY], 60, now=at(1.2)) is None
-    await counters.settle("slow", 35, now=at(5))  # lapsed at 1.5, still booked
+    assert await counters.get_budget(KEY, now=at(3)) == (0, 0)  # "slow" lapsed at 1.5, r4 at 2.2
+    await counters.settle("slow", 35, now=at(5))  # lapsed, still booked: through the lapsed hold's own path
     await counters.release("crashed")  # lapsed: nothing left to free
+    await counters.settle("crashed", 20, now=at(5))  # released after lapsing: books nothing
 
-    assert await counters.get_budget(KEY, now=at(5)) == (35, 0)  # r4 lapsed at 2.2
+    assert await counters.get_budget(KEY, now=at(5)) == (35, 0)
+    with pytest.raises(ValueError, match="already holds"):  # a lapsed hold's id stays taken while it can settle
+        await counters.reserve("r4", [KEY], 1, now=at(6))
+
+
+async def test_memory_lapsed_hold_is_forgotten_after_the_settle_grace() -> None:
+    """(Redis forgets it by the hold record's TTL, on its own clock.)"""
+    counters = MemoryCounters(reservation_ttl_s=1)
+    assert await counters.reserve("r1", [KEY], 60, now=NOW) is None
+    assert await counters.reserve("r2", [KEY], 10, now=NOW) is None
+    assert await counters.get_budget(KEY, now=at(SETTLE_GRACE_S)) == (0, 0)  # lapsed, both still settleable
+    await counters.settle("r2", 10, now=at(SETTLE_GRACE_S))
+
+    assert await counters.get_budget(KEY, now=at(1 + SETTLE_GRACE_S)) == (10, 0)  # r1 forgotten now
+    await counters.settle("r1", 40, now=at(1 + SETTLE_GRACE_S))
+
+    assert await counters.get_budget(KEY, now=NOW) == (10, 0)
+
+
+@pytest.mark.parametrize("amount", [-1, MAX_AMOUNT + 1])
+async def test_amounts_outside_zero_to_two_pow_53_are_refused(counters: Counters, amount: int) -> None:
+    with pytest.raises(ValueError, match=r"nano-dollars in \[0, 9007199254740992\]; got "):
+        await counters.reserve("r1", [KEY], amount, now=NOW)
+    assert await counters.reserve("r1", [KEY], 10, now=NOW) is None
+    with pytest.raises(ValueError, match="nano-dollars"):
+        await counters.settle("r1", amount, now=NOW)
+    assert await counters.get_budget(KEY, now=NOW) == (0, 10)  # the refused settle changed nothing
+
+
+async def test_limit_of_two_pow_53_refuses_one_over_exactly(counters: Counters) -> None:
+    scope = BudgetScope("key:k1", MAX_AMOUNT, "total")
+    assert await counters.reserve("r1", [scope], MAX_AMOUNT, now=NOW) is None
+    await counters.settle("r1", MAX_AMOUNT - 1, now=NOW)
+    assert await counters.get_budget(scope, now=NOW) == (MAX_AMOUNT - 1, 0)
+    assert await counters.reserve("r2", [scope], 1, now=NOW) is None
+    assert await counters.reserve("r3", [scope], 1, now=NOW) == BudgetRefusal(scope, MAX_AMOUNT - 1, 1, 1)
 
 
 async def test_redis_budget_keys_carry_scope_period_and_ttl(redis_client: Redis, redis_prefix: str) -> None:
@@ -281,6 +321,57 @@ async def test_redis_budget_keys_carry_scope_period_and_ttl(redis_client: Redis,
     assert expected_ttl - 5 <= ttl <= expected_ttl
     assert await redis_client.ttl(f"{redis_prefix}budget:team:t:total:0:spent") == -1  # total: never expires
     assert not await redis_client.exists(f"{redis_prefix}hold:r1")
+
+
+@pytest.mark.parametrize(
+    ("period", "key_end"),
+    [
+        ("daily", datetime(2026, 5, 14, tzinfo=UTC)),
+        ("weekly", datetime(2026, 5, 18, tzinfo=UTC)),  # NOW is a Wednesday: the week ends on Monday
+    ],
+)
+async def test_redis_daily_and_weekly_keys_expire_a_margin_after_their_period(
+    redis_client: Redis, redis_prefix: str, period: Period, key_end: datetime
+) -> None:
+    counters = RedisCounters(redis_client, prefix=redis_prefix)
+    scope = BudgetScope("key:abc", 100, period)
+    assert await counters.reserve("r1", [scope], 10, now=NOW) is None
+    await counters.settle("r1", 7, now=NOW)
+
+    start = int(period_start(period, NOW).timestamp())
+    expected_ttl = (key_end - NOW).total_seconds() + PERIOD_MARGIN_S
+    ttl = await redis_client.ttl(f"{redis_prefix}budget:key:abc:{period}:{start}:spent")
+    assert expected_ttl - 5 <= ttl <= expected_ttl
+
+
+@pytest.mark.parametrize(
+    ("period", "booked_at", "kept_until"),
+    [
+        ("daily", datetime(2026, 5, 13, 12, tzinfo=UTC), datetime(2026, 5, 15, tzinfo=UTC)),
+        ("weekly", datetime(2026, 5, 13, 12, tzinfo=UTC), datetime(2026, 5, 19, tzinfo=UTC)),
+        ("monthly", datetime(2026, 5, 13, 12, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC)),
+    ],
+)
+async def test_memory_finished_period_stays_readable_for_the_margin_then_goes(
+    period: Period, booked_at: datetime, kept_until: datetime
+) -> None:
+    """Like the Redis TTLs: a finished period's counters are dropped PERIOD_MARGIN_S after it ends, when a new
+    period's counter appears, at most once an hour; a period still holding a reservation is kept."""
+    counters = MemoryCounters(reservation_ttl_s=PERIOD_MARGIN_S)
+    scope, other = BudgetScope("key:k1", 100, period), BudgetScope("key:k2", 100, period)
+    assert await counters.reserve("r1", [scope], 30, now=booked_at) is None
+    await counters.settle("r1", 30, now=booked_at)
+    assert await counters.reserve("held", [other], 5, now=booked_at) is None  # never settled: lapses in a day
+
+    assert await counters.reserve("r2", [BudgetScope("key:k3", 1, period)], 1, now=kept_until) is None
+    assert await counters.get_budget(scope, now=booked_at) == (30, 0)  # exactly at the margin: still there
+    swept = kept_until + timedelta(seconds=1)
+    assert await counters.reserve("r3", [BudgetScope("key:k4", 1, period)], 1, now=swept) is None
+    assert await counters.get_budget(scope, now=booked_at) == (30, 0)  # the last sweep ran under an hour ago
+
+    later = swept + timedelta(hours=1)
+    assert await counters.reserve("r4", [BudgetScope("key:k5", 1, period)], 1, now=later) is None
+    assert await counters.get_budget(scope, now=booked_at) == (0, 0)
 
 
 async def test_seed_spent_then_reserve_respects_it(counters: Counters) -> None:
@@ -374,6 +465,34 @@ async def test_rate_refused_by_team_records_nothing_and_headers_pick_tightest(co
     assert (alone.remaining_requests, alone.remaining_tokens) == (8, 9_800)
 
 
+async def test_rate_rpm_zero_refuses_every_request_for_good(counters: Counters) -> None:
+    scope = RateScope("key:k1", rpm=0, tpm=None)
+    refused = await counters.check_rate("r1", [scope], 1, now=NOW)
+    assert (refused.allowed, refused.scope, refused.retry_after_s) == (False, scope, None)
+    assert (refused.limit_requests, refused.remaining_requests) == (0, 0)
+
+
+async def test_rate_tpm_boundary_exactly_full_allowed_one_more_token_refused(counters: Counters) -> None:
+    scope = RateScope("key:k1", rpm=None, tpm=1000)
+    assert (await counters.check_rate("r1", [scope], 400, now=NOW)).allowed
+    full = await counters.check_rate("r2", [scope], 600, now=at(1))
+    assert (full.allowed, full.remaining_tokens) == (True, 0)
+    refused = await counters.check_rate("r3", [scope], 1, now=at(2))
+    assert (refused.allowed, refused.remaining_tokens, refused.retry_after_s) == (False, 0, pytest.approx(58))
+    assert (await counters.check_rate("r4", [scope], 1, now=at(60))).allowed  # r1 left: 400 free again
+
+
+async def test_rate_remaining_tokens_never_negative_when_actuals_exceed_the_limit(counters: Counters) -> None:
+    scope = RateScope("key:k1", rpm=10, tpm=1000)
+    assert (await counters.check_rate("r1", [scope], 100, now=NOW)).allowed
+    await counters.adjust_tokens("r1", [scope], 1500, now=at(1))  # the answer was longer than estimated
+
+    refused = await counters.check_rate("r2", [scope], 1, now=at(2))
+
+    assert (refused.allowed, refused.remaining_tokens, refused.remaining_requests) == (False, 0, 9)
+    assert refused.retry_after_s == pytest.approx(58)
+
+
 async def test_rate_scopes_without_limits_allow_everything(counters: Counters) -> None:
     decision = await counters.check_rate("r1", [RateScope("key:k1", rpm=None, tpm=None)], 10**6, now=NOW)
     assert decision.allowed
@@ -420,3 +539,20 @@ async def test_memory_rate_window_stays_exact_and_small_over_two_minutes_of_busy
     held = sum(stat.size for stat in tracemalloc.take_snapshot().filter_traces([in_counters]).statistics("filename"))
     tracemalloc.stop()
     assert held < 6_000 * 16 * 3  # the last minute's 6,000 requests (array growth leaves spare room)
+
+
+async def test_memory_rate_window_compaction_keeps_open_requests_adjustable() -> None:
+    """5,000 requests leave the window at once (the arrays are compacted); a request still open after that is
+    corrected in place, and one that left is not."""
+    counters, scope = MemoryCounters(), RateScope("key:k1", rpm=10_000, tpm=10**9)
+    for i in range(5_000):
+        assert (await counters.check_rate(f"old-{i}", [scope], 10, now=at(i * 0.01))).allowed
+    assert (await counters.check_rate("open", [scope], 100, now=at(100))).allowed
+
+    after = await counters.check_rate("probe", [scope], 1, now=at(110))  # every old-* has left: compacted
+    assert (after.remaining_requests, after.remaining_tokens) == (10_000 - 2, 10**9 - 101)
+    await counters.adjust_tokens("open", [scope], 7, now=at(111))
+    await counters.adjust_tokens("old-4999", [scope], 10**6, now=at(111))  # left the window: ignored
+    final = await counters.check_rate("last", [scope], 1, now=at(112))
+
+    assert (final.remaining_requests, final.remaining_tokens) == (10_000 - 3, 10**9 - 7 - 1 - 1)

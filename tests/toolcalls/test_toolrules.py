@@ -120,6 +120,14 @@ def holds(condition: dict[str, object], arguments: dict[str, object]) -> bool | 
         ({"arg": "a", "eq": None}, {}, False),
         ({"arg": "a", "eq": [1, {"b": "c"}]}, {"a": [1.0, {"b": "c"}]}, True),
         ({"arg": "a", "eq": {"b": 1}}, {"a": {"b": 1, "c": 2}}, False),
+        ({"arg": "a", "eq": [True]}, {"a": [1]}, False),  # a bool equals only a bool, inside lists too
+        ({"arg": "a", "eq": [1, 2]}, {"a": [1, 3]}, False),
+        ({"arg": "a", "eq": [1, 2]}, {"a": [1, 2, 3]}, False),
+        ({"arg": "a", "eq": [1, 2]}, {"a": [2, 1]}, False),
+        ({"arg": "a", "eq": {"b": 1}}, {"a": {"b": True}}, False),
+        ({"arg": "a", "eq": {"b": 1}}, {"a": {"c": 1}}, False),
+        ({"arg": "a", "eq": {"b": [1]}}, {"a": {"b": [1.0]}}, True),
+        ({"arg": "a", "eq": "x"}, {"a": "y"}, False),
         ({"arg": "a", "ne": 5}, {"a": 6}, True),
         ({"arg": "a", "ne": 5}, {"a": 5}, False),
         ({"arg": "a", "ne": 5}, {}, False),
@@ -275,6 +283,7 @@ def test_caller_filters(filters, caller, matches) -> None:
     ("actions", "default", "expected"),
     [
         (["allow", "deny", "require_approval"], "allow", ("deny", "r1")),
+        (["require_approval", "deny"], "allow", ("deny", "r1")),  # deny outranks approval, not just comes first
         (["require_approval", "allow"], "deny", ("require_approval", "r0")),
         (["allow", "require_approval", "require_approval"], "allow", ("require_approval", "r1")),
         (["allow", "allow"], "deny", ("allow", "r0")),
@@ -312,6 +321,38 @@ def test_non_approval_decisions_carry_no_approval_fields(action: str) -> None:
     assert (decision.approvers, decision.expires_after_s, decision.on_timeout) == (None, None, None)
 
 
+@pytest.mark.parametrize(
+    ("policy", "arguments", "message"),
+    [
+        ("default: deny\n", {}, "Tool call 'payments.refund' is not allowed: no policy rule permits it."),
+        ("default: allow\nrules: [{id: no-refunds, match: '*', action: deny}]\n", {},
+         "Tool call 'payments.refund' is not allowed by policy rule 'no-refunds'."),
+        ("default: allow\nrules: [{id: gate, match: '*', action: require_approval}]\n", {},
+         "Tool call 'payments.refund' needs a human approval (policy rule 'gate')."),
+        ("default: allow\nrules: [{id: refunds-off, match: '*', action: deny, message: Ask finance.}]\n", {},
+         "Ask finance."),
+        ("default: allow\n", "[1]",
+         "Tool call 'payments.refund' was refused: its arguments are not a valid JSON object "
+         "(expected an object, got list)."),
+        ("default: allow\n", {}, None),
+    ],
+)  # fmt: skip
+def test_refusal_text_the_agent_sees(policy: str, arguments: object, message: str | None) -> None:
+    assert decide(rules(policy), arguments).message == message
+
+
+def test_invalid_arguments_are_denied_at_high_risk_without_a_binding() -> None:
+    decision = decide(rules("default: allow\n"), "{not json")
+    assert (decision.action, decision.rule_id, decision.risk, decision.canonical_arguments) == (
+        "deny",
+        "invalid-arguments",
+        "high",
+        None,
+    )
+    with pytest.raises(ValueError, match="tool call 'call_1' has no canonical arguments to bind an approval to"):
+        decision.binding_hash(POLICY, "key_1")
+
+
 # --- combining several policies -----------------------------------------------------------------------------
 
 
@@ -334,6 +375,7 @@ def made(action: ToolAction, policy: str, *, shadow: bool = False, on_deny: OnDe
     [
         ([made("allow", "a"), made("deny", "b"), made("require_approval", "c")], "b"),
         ([made("allow", "a"), made("require_approval", "b")], "b"),
+        ([made("require_approval", "a"), made("deny", "b")], "b"),
         ([made("deny", "a"), made("deny", "b", on_deny="error")], "a"),
         ([made("allow", "a"), made("allow", "b")], "a"),
         ([made("allow", "a"), made("deny", "b", shadow=True)], "a"),
@@ -376,7 +418,7 @@ def test_approvers_admit_listed_roles_and_teams(role, team_id, team_name, admitt
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("30d", 2_592_000), (" 5m ", 300)],
+    [("1s", 1), ("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("30d", 2_592_000), (" 5m ", 300)],
 )
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
@@ -427,6 +469,7 @@ def rule(**fields: object) -> dict[str, object]:
         ({"default": "allow", "rules": [rule(match="")]}, "tools.rules[0].match[0]:"),
         ({"default": "allow", "rules": [rule(teams=[])]}, "tools.rules[0].teams:"),
         ({"default": "allow", "rules": [rule(roles=["boss"])]}, "tools.rules[0].roles[0]: Input should be 'admin'"),
+        ({"default": "allow", "rules": [rule(roles=[])]}, "tools.rules[0].roles: Tuple should have at least 1 item"),
         ({"default": "allow", "rules": [rule(approvers={"roles": ["approver"]})]},
          "tools.rules[0]: approvers only apply to action require_approval (this rule: deny)"),
         ({"default": "allow", "rules": [rule(action="allow", on_timeout="deny", expires_after="1m")]},

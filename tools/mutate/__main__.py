@@ -36,7 +36,13 @@ def mutate(target: Target, *, check_equivalent: bool, limit: int | None) -> Modu
     cold = frozenset(importers_of(target.module, ROOT))
     timeout_s = max(10.0, 3 * base_s + 5)
     hooked = run_mutant(
-        source, module=target.module, path=path, index=None, tests=target.tests, timeout_s=timeout_s, cold=cold,
+        source,
+        module=target.module,
+        path=path,
+        index=None,
+        tests=target.tests,
+        timeout_s=timeout_s,
+        cold=cold,
         log=log,
     )
     if hooked.status != SURVIVED:  # the unmutated source, served by the hook, must pass, or every mutant "dies"
@@ -52,8 +58,14 @@ def mutate(target: Target, *, check_equivalent: bool, limit: int | None) -> Modu
             result.equivalent += 1
             continue
         outcome = run_mutant(
-            source, module=target.module, path=path, index=mutant.index, tests=target.tests, timeout_s=timeout_s,
-            function=mutant.function, cold=cold,
+            source,
+            module=target.module,
+            path=path,
+            index=mutant.index,
+            tests=target.tests,
+            timeout_s=timeout_s,
+            function=mutant.function,
+            cold=cold,
         )
         if outcome.status == SURVIVED and mutant.id in equivalent:
             result.equivalent += 1

@@ -90,8 +90,7 @@ def _short(node: ast.AST) -> str:
 
 def _sites(tree: ast.Module, source: str) -> Iterator[_Site]:
     skipped = {n for n, line in enumerate(source.splitlines(), 1) if "pragma: no mutate" in line}
-    for site in _Walker(skipped).walk(tree, "<module>", in_function=False):
-        yield site
+    yield from _Walker(skipped).walk(tree, "<module>", in_function=False)
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
@@ -100,8 +99,10 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 
 def _is_log_call(node: ast.AST) -> bool:
     return (
-        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _LOG_METHODS
-    ) and isinstance(node.func.value, ast.Name | ast.Attribute) and "log" in ast.unparse(node.func.value).lower()
+        (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _LOG_METHODS)
+        and isinstance(node.func.value, ast.Name | ast.Attribute)
+        and "log" in ast.unparse(node.func.value).lower()
+    )
 
 
 def _is_not(node: ast.AST) -> bool:
@@ -125,12 +126,15 @@ class _Walker:
                 return
         if _is_type_checking(node) or _is_log_call(node):
             return
-        for site in self._here(node, qualname, in_function) if getattr(node, "lineno", None) not in self.skipped else ():
-            site.function = self.function
-            yield site
+        if getattr(node, "lineno", None) not in self.skipped:
+            for site in self._here(node, qualname, in_function):
+                site.function = self.function
+                yield site
         yield from self._children(node, qualname, in_function=in_function)
 
-    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str, *, nested: bool) -> Iterator[_Site]:
+    def _function(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef, qualname: str, *, nested: bool
+    ) -> Iterator[_Site]:
         """Defaults run where the function is defined, the body when called: only a top-level function's or a
         method's body changes nothing but that function's code (a nested one's closures may already exist)."""
         outer = self.function

@@ -177,8 +177,16 @@ def swap_code(module: types.ModuleType, code: types.CodeType, qualname: str) -> 
 
 
 def run_mutant(
-    source: str, *, module: str, path: str, index: int | None, tests: tuple[str, ...], timeout_s: float,
-    function: str | None = None, cold: frozenset[str] = frozenset(), log: Path | None = None,
+    source: str,
+    *,
+    module: str,
+    path: str,
+    index: int | None,
+    tests: tuple[str, ...],
+    timeout_s: float,
+    function: str | None = None,
+    cold: frozenset[str] = frozenset(),
+    log: Path | None = None,
 ) -> Outcome:
     """Runs the tests against mutant `index` (None: the unmutated source, through the same hook) of the module at
     `path` (absolute), in a forked child. A mutant inside one `function` has that function's code swapped in the

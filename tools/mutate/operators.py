@@ -90,7 +90,27 @@ def _short(node: ast.AST) -> str:
 
 def _sites(tree: ast.Module, source: str) -> Iterator[_Site]:
     skipped = {n for n, line in enumerate(source.splitlines(), 1) if "pragma: no mutate" in line}
-    yield from _Walker(skipped).walk(tree, "<module>", in_function=False)
+    yield from _Walker(skipped, _called_at_import(tree)).walk(tree, "<module>", in_function=False)
+
+
+def _called_at_import(tree: ast.Module) -> set[str]:
+    """Names called while the module is imported (module and class bodies, defaults, decorators): their results
+    already exist when the tests start, so a mutant inside them must reload the module."""
+    called: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            for part in [*getattr(node, "decorator_list", []), *node.args.defaults, *node.args.kw_defaults]:
+                if part is not None:
+                    visit(part)
+            return
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            called.add(node.func.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return called
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
@@ -114,8 +134,9 @@ def _is_type_checking(node: ast.AST) -> bool:
 
 
 class _Walker:
-    def __init__(self, skipped_lines: set[int]) -> None:
+    def __init__(self, skipped_lines: set[int], import_time: set[str]) -> None:
         self.skipped = skipped_lines
+        self.import_time = import_time
         self.function: str | None = None  # set while inside the body of a top-level function or method
 
     def walk(self, node: ast.AST, qualname: str, *, in_function: bool) -> Iterator[_Site]:
@@ -140,7 +161,7 @@ class _Walker:
         outer = self.function
         self.function = None
         yield from self.walk(node.args, qualname, in_function=nested)
-        self.function = None if nested else qualname
+        self.function = None if nested or qualname.split(".")[0] in self.import_time else qualname
         body = ast.Module(body=node.body, type_ignores=[])
         yield from self._children(body, qualname, in_function=True)
         self.function = outer

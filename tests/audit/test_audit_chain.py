@@ -11,8 +11,8 @@ import pytest
 from audit_samples import T0, chain, column, event, execute
 
 from gateway.audit.chain import append, chain_transaction, check, snapshot, verify
-from gateway.audit.retention import prune
 from gateway.audit.events import GENESIS_HASH, REDACTED, AuditEvent, canonical_json, event_row, record_hash
+from gateway.audit.retention import prune
 from gateway.calls.caller import Principal
 from gateway.storage.db import Database
 

@@ -177,7 +177,12 @@ class _Walker:
                 if isinstance(child, ast.stmt) and isinstance(value, list):
                     if position == 0 and _is_docstring(child):
                         continue
-                    if in_function and isinstance(child, _DELETABLE) and child.lineno not in self.skipped:
+                    if (
+                        in_function
+                        and isinstance(child, _DELETABLE)
+                        and child.lineno not in self.skipped
+                        and not (isinstance(child, ast.Expr) and _is_log_call(child.value))
+                    ):
                         site = self._delete(value, position, qualname)
                         site.function = self.function
                         yield site

@@ -25,10 +25,12 @@ from tools.mutate.targets import TARGETS, Target, get_target
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def mutate(target: Target, *, check_equivalent: bool, limit: int | None, match: str | None = None) -> ModuleResult:
+def mutate(
+    target: Target, *, check_equivalent: bool, limit: int | None, match: list[str] | None = None
+) -> ModuleResult:
     path = str(ROOT / target.path)
     source = Path(path).read_text()
-    mutants = [m for m in list_mutants(source) if match is None or match in m.id][:limit]
+    mutants = [m for m in list_mutants(source) if not match or any(text in m.id for text in match)][:limit]
     equivalent = load_equivalent().get(target.path, {})
     log = ROOT / "tools" / "mutate" / f".baseline-{target.name}.log"
     base_s, modules = baseline(target.tests, log=log)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
     parser.add_argument("--check-equivalent", action="store_true", help="also run mutants listed as equivalent")
     parser.add_argument("--limit", type=int, default=None, help="only the first N mutants (to try the runner)")
-    parser.add_argument("--match", default=None, help="only mutants whose id contains this text (shows survivors)")
+    parser.add_argument("--match", action="append", help="only mutants whose id contains this text (repeatable)")
     args = parser.parse_args(argv)
     try:
         targets = [get_target(name) for name in args.modules] if args.modules else list(TARGETS)

@@ -273,6 +273,12 @@ async def test_reservation_lapses_after_ttl_and_late_settle_still_books(make_cou
         await counters.reserve("r4", [KEY], 1, now=at(6))
 
 
+async def test_reservation_of_a_crashed_call_lapses_after_15_minutes_by_default(counters: Counters) -> None:
+    assert await counters.reserve("crashed", [KEY], 60, now=NOW) is None
+    assert await counters.get_budget(KEY, now=at(899.9)) == (0, 60)
+    assert await counters.get_budget(KEY, now=at(900)) == (0, 0)
+
+
 async def test_memory_lapsed_hold_is_forgotten_after_the_settle_grace() -> None:
     """(Redis forgets it by the hold record's TTL, on its own clock.)"""
     counters = MemoryCounters(reservation_ttl_s=1)
@@ -357,11 +363,11 @@ async def test_memory_finished_period_stays_readable_for_the_margin_then_goes(
 ) -> None:
     """Like the Redis TTLs: a finished period's counters are dropped PERIOD_MARGIN_S after it ends, when a new
     period's counter appears, at most once an hour; a period still holding a reservation is kept."""
-    counters = MemoryCounters(reservation_ttl_s=PERIOD_MARGIN_S)
+    counters = MemoryCounters(reservation_ttl_s=60 * 86_400)
     scope, other = BudgetScope("key:k1", 100, period), BudgetScope("key:k2", 100, period)
     assert await counters.reserve("r1", [scope], 30, now=booked_at) is None
     await counters.settle("r1", 30, now=booked_at)
-    assert await counters.reserve("held", [other], 5, now=booked_at) is None  # never settled: lapses in a day
+    assert await counters.reserve("held", [other], 5, now=booked_at) is None  # still held when the sweep runs
 
     assert await counters.reserve("r2", [BudgetScope("key:k3", 1, period)], 1, now=kept_until) is None
     assert await counters.get_budget(scope, now=booked_at) == (30, 0)  # exactly at the margin: still there
@@ -372,6 +378,7 @@ async def test_memory_finished_period_stays_readable_for_the_margin_then_goes(
     later = swept + timedelta(hours=1)
     assert await counters.reserve("r4", [BudgetScope("key:k5", 1, period)], 1, now=later) is None
     assert await counters.get_budget(scope, now=booked_at) == (0, 0)
+    assert await counters.get_budget(other, now=booked_at) == (0, 5)
 
 
 async def test_seed_spent_then_reserve_respects_it(counters: Counters) -> None:
@@ -446,6 +453,26 @@ async def test_rate_tpm_retry_after_waits_for_enough_tokens_to_leave(counters: C
 
     assert refused.retry_after_s == pytest.approx(40)
     assert (refused.remaining_requests, refused.remaining_tokens) == (97, 100)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "asked_at", "tokens", "retry_after"),
+    [
+        ([(0, 100), (10, 300)], 20, 701, 50),  # needs 101 freed: the first request's 100 is one short
+        ([(0, 100), (10, 300)], 20, 700, 40),  # needs exactly the first request's 100
+        ([(0, 1000)], 59.5, 1, 0.5),  # under a second: reported as it is, not rounded up
+    ],
+)
+async def test_rate_tpm_retry_after_is_when_just_enough_tokens_have_left(
+    counters: Counters, recorded: list[tuple[float, int]], asked_at: float, tokens: int, retry_after: float
+) -> None:
+    scope = RateScope("key:k1", rpm=None, tpm=1000)
+    for i, (t, used) in enumerate(recorded):
+        assert (await counters.check_rate(f"r{i}", [scope], used, now=at(t))).allowed
+
+    refused = await counters.check_rate("late", [scope], tokens, now=at(asked_at))
+
+    assert (refused.allowed, refused.retry_after_s) == (False, pytest.approx(retry_after))
 
 
 async def test_rate_refused_by_team_records_nothing_and_headers_pick_tightest(counters: Counters) -> None:

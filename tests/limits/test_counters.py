@@ -171,9 +171,16 @@ async def test_settle_and_release_unknown_request_are_noops(counters: Counters) 
 
 async def test_reserve_same_request_twice_raises(counters: Counters) -> None:
     assert await counters.reserve("r1", [KEY], 10, now=NOW) is None
-    with pytest.raises(ValueError, match="already holds"):
+    with pytest.raises(ValueError, match=r"^Request 'r1' already holds a reservation\.$"):
         await counters.reserve("r1", [KEY], 10, now=NOW)
     assert await counters.get_budget(KEY, now=NOW) == (0, 10)
+
+
+async def test_reserve_without_scopes_holds_nothing(counters: Counters) -> None:
+    assert await counters.reserve("r1", [], 10, now=NOW) is None
+    assert await counters.reserve("r1", [], 10, now=NOW) is None  # nothing held, so the id is not taken
+    await counters.settle("r1", 10, now=NOW)
+    assert await counters.get_budget(KEY, now=NOW) == (0, 0)
 
 
 async def test_reserve_naive_now_raises(counters: Counters) -> None:
@@ -276,7 +283,8 @@ async def test_reservation_lapses_after_ttl_and_late_settle_still_books(make_cou
 async def test_reservation_of_a_crashed_call_lapses_after_15_minutes_by_default(counters: Counters) -> None:
     assert await counters.reserve("crashed", [KEY], 60, now=NOW) is None
     assert await counters.get_budget(KEY, now=at(899.9)) == (0, 60)
-    assert await counters.get_budget(KEY, now=at(900)) == (0, 0)
+    assert await counters.reserve("next", [KEY], 100, now=at(900)) is None  # the whole budget is free again
+    assert await counters.get_budget(KEY, now=at(900)) == (0, 100)
 
 
 async def test_memory_lapsed_hold_is_forgotten_after_the_settle_grace() -> None:

@@ -26,11 +26,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def mutate(
-    target: Target, *, check_equivalent: bool, limit: int | None, match: list[str] | None = None
+    target: Target,
+    *,
+    check_equivalent: bool,
+    limit: int | None,
+    match: list[str] | None = None,
+    only: set[str] | None = None,
 ) -> ModuleResult:
     path = str(ROOT / target.path)
     source = Path(path).read_text()
     mutants = [m for m in list_mutants(source) if not match or any(text in m.id for text in match)][:limit]
+    mutants = [m for m in mutants if only is None or m.id in only]
     equivalent = load_equivalent().get(target.path, {})
     log = ROOT / "tools" / "mutate" / f".baseline-{target.name}.log"
     base_s, modules = baseline(target.tests, log=log)
@@ -87,6 +93,23 @@ def mutate(
     return result
 
 
+def rerun_survivors(target: Target, previous: ModuleResult) -> ModuleResult:
+    """The last result, with its survivors run again: the ones now killed (or now listed as equivalent) move."""
+    survivors = [str(s["id"]) for s in previous.survivors]
+    again = mutate(target, check_equivalent=False, limit=None, only=set(survivors)) if survivors else None
+    if again is None:
+        return previous
+    still = {str(s["id"]) for s in again.survivors}
+    gone = [s for s in previous.survivors if s["id"] not in still]
+    previous.killed += again.killed
+    previous.timeout += again.timeout
+    previous.equivalent += again.equivalent
+    previous.survivors = [s for s in previous.survivors if s["id"] in still]
+    previous.seconds = round(previous.seconds + again.seconds, 1)
+    print(f"  {len(gone)} of {len(survivors)} survivors now killed or listed as equivalent", flush=True)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.mutate", description=__doc__)
     parser.add_argument("modules", nargs="*", help=f"names (default: all): {', '.join(t.name for t in TARGETS)}")
@@ -94,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check-equivalent", action="store_true", help="also run mutants listed as equivalent")
     parser.add_argument("--limit", type=int, default=None, help="only the first N mutants (to try the runner)")
     parser.add_argument("--match", action="append", help="only mutants whose id contains this text (repeatable)")
+    parser.add_argument(
+        "--survivors", action="store_true", help="rerun only the last run's survivors (after adding tests) and update"
+    )
     args = parser.parse_args(argv)
     try:
         targets = [get_target(name) for name in args.modules] if args.modules else list(TARGETS)
@@ -109,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     results = load_results()
     partial = args.limit is not None or args.match is not None  # a partial run prints, and records nothing
     for target in targets:
-        result = mutate(target, check_equivalent=args.check_equivalent, limit=args.limit, match=args.match)
+        previous = results.get(target.name)
+        if args.survivors and previous is not None:
+            result = rerun_survivors(target, previous)
+        else:
+            result = mutate(target, check_equivalent=args.check_equivalent, limit=args.limit, match=args.match)
         print(table([result]), flush=True)
         if not partial:
             results[target.name] = result

@@ -388,6 +388,14 @@ def test_combine_most_restrictive_across_policies_ignoring_shadow(decisions, win
     assert (found.policy if found else None) == winner
 
 
+def test_decision_built_without_a_policy_is_enforced() -> None:
+    # What the kill switch builds: no policy, no shadow flag given, so it must govern.
+    suspended = ToolDecision(
+        action="deny", rule_id="kill-switch", risk="high", tool_name="t", call_id="c", canonical_arguments=None
+    )
+    assert combine([made("allow", "a"), suspended]) is suspended
+
+
 def test_evaluate_marks_shadow_policies() -> None:
     decision = decide(rules("default: deny\n", policy="audit", shadow=True), {})
     assert (decision.policy, decision.shadow) == ("audit", True)

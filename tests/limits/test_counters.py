@@ -379,12 +379,12 @@ async def test_memory_finished_period_stays_readable_for_the_margin_then_goes(
 
     assert await counters.reserve("r2", [BudgetScope("key:k3", 1, period)], 1, now=kept_until) is None
     assert await counters.get_budget(scope, now=booked_at) == (30, 0)  # exactly at the margin: still there
-    swept = kept_until + timedelta(seconds=1)
-    assert await counters.reserve("r3", [BudgetScope("key:k4", 1, period)], 1, now=swept) is None
+    almost = kept_until + timedelta(seconds=3599)
+    assert await counters.reserve("r3", [BudgetScope("key:k4", 1, period)], 1, now=almost) is None
     assert await counters.get_budget(scope, now=booked_at) == (30, 0)  # the last sweep ran under an hour ago
 
-    later = swept + timedelta(hours=1)
-    assert await counters.reserve("r4", [BudgetScope("key:k5", 1, period)], 1, now=later) is None
+    hour_later = kept_until + timedelta(hours=1)
+    assert await counters.reserve("r4", [BudgetScope("key:k5", 1, period)], 1, now=hour_later) is None
     assert await counters.get_budget(scope, now=booked_at) == (0, 0)
     assert await counters.get_budget(other, now=booked_at) == (0, 5)
 

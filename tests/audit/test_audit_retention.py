@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,15 @@ async def test_prune_deletes_the_old_prefix_and_verify_still_passes(db: Database
     assert await column(db, "SELECT seq FROM audit_records ORDER BY seq") == [5, 6, 7, 8, 9, 10, 11]
     assert await column(db, "SELECT hash FROM audit_checkpoints") == [cut_hash]
     assert await column(db, "SELECT action FROM audit_records WHERE seq = 11") == ["audit.pruned"]
+    stored = (await column(db, "SELECT details FROM audit_records WHERE seq = 11"))[0]
+    details = json.loads(stored) if isinstance(stored, str) else stored  # SQLite: text; PostgreSQL: JSON
+    assert details == {
+        "older_than": (T0 + timedelta(minutes=5)).isoformat(),
+        "first_seq": 1,  # from the checkpoint before (genesis: seq 0) plus one
+        "last_seq": 4,
+        "count": 4,
+        "checkpoint_hash": cut_hash,
+    }
     result = await verify(db)
     assert (result.ok, result.first_seq, result.last_seq, result.checked) == (True, 5, 11, 7)
     assert await prune(db, T0 + timedelta(minutes=5)) == 0  # nothing more is old enough

@@ -469,6 +469,7 @@ async def test_rate_tpm_retry_after_waits_for_enough_tokens_to_leave(counters: C
         ([(0, 100), (10, 300)], 20, 701, 50),  # needs 101 freed: the first request's 100 is one short
         ([(0, 100), (10, 300)], 20, 700, 40),  # needs exactly the first request's 100
         ([(0, 1000)], 59.5, 1, 0.5),  # under a second: reported as it is, not rounded up
+        ([(0, 100)], 10, 1000, 50),  # exactly the whole tpm: fits once the window is empty
     ],
 )
 async def test_rate_tpm_retry_after_is_when_just_enough_tokens_have_left(
@@ -577,17 +578,28 @@ async def test_memory_rate_window_stays_exact_and_small_over_two_minutes_of_busy
 
 
 async def test_memory_rate_window_compaction_keeps_open_requests_adjustable() -> None:
-    """5,000 requests leave the window at once (the arrays are compacted); a request still open after that is
-    corrected in place, and one that left is not."""
+    """Requests that leave the window unsettled are forgotten oldest first; once most of the arrays are behind
+    the window they are compacted, and a request still open is then corrected in place."""
     counters, scope = MemoryCounters(), RateScope("key:k1", rpm=10_000, tpm=10**9)
-    for i in range(5_000):
+    for i in range(5_000):  # never settled (their calls failed, say)
         assert (await counters.check_rate(f"old-{i}", [scope], 10, now=at(i * 0.01))).allowed
-    assert (await counters.check_rate("open", [scope], 100, now=at(100))).allowed
+    assert (await counters.check_rate("open", [scope], 100, now=at(50))).allowed
+    assert (await counters.check_rate("probe", [scope], 1, now=at(70))).allowed  # old-0..old-1000 leave
+    assert (await counters.check_rate("probe2", [scope], 1, now=at(105))).allowed  # 4,501 behind: compacted
 
-    after = await counters.check_rate("probe", [scope], 1, now=at(110))  # every old-* has left: compacted
-    assert (after.remaining_requests, after.remaining_tokens) == (10_000 - 2, 10**9 - 101)
-    await counters.adjust_tokens("open", [scope], 7, now=at(111))
-    await counters.adjust_tokens("old-4999", [scope], 10**6, now=at(111))  # left the window: ignored
-    final = await counters.check_rate("last", [scope], 1, now=at(112))
+    await counters.adjust_tokens("open", [scope], 7, now=at(106))
+    await counters.adjust_tokens("old-4000", [scope], 10**6, now=at(106))  # left the window: ignored
+    final = await counters.check_rate("last", [scope], 1, now=at(107.005))
 
-    assert (final.remaining_requests, final.remaining_tokens) == (10_000 - 3, 10**9 - 7 - 1 - 1)
+    live_old = sum(1 for i in range(5_000) if i * 0.01 > 47.005)
+    assert (final.remaining_requests, final.remaining_tokens) == (
+        10_000 - live_old - 4,
+        10**9 - 10 * live_old - 7 - 3,
+    )
+
+
+async def test_adjusting_tokens_of_a_scope_never_checked_changes_nothing(counters: Counters) -> None:
+    scope = RateScope("key:k1", rpm=5, tpm=100)
+    await counters.adjust_tokens("r1", [scope], 50, now=NOW)
+    decision = await counters.check_rate("r2", [scope], 100, now=at(1))
+    assert (decision.allowed, decision.remaining_requests, decision.remaining_tokens) == (True, 4, 0)

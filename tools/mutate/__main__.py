@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.mutate", description=__doc__)
     parser.add_argument("modules", nargs="*", help=f"names (default: all): {', '.join(t.name for t in TARGETS)}")
     parser.add_argument("--list", action="store_true", help="print the mutants and exit")
+    parser.add_argument("--table", action="store_true", help="print the last results' table (for README) and exit")
     parser.add_argument("--check-equivalent", action="store_true", help="also run mutants listed as equivalent")
     parser.add_argument("--limit", type=int, default=None, help="only the first N mutants (to try the runner)")
     parser.add_argument("--match", action="append", help="only mutants whose id contains this text (repeatable)")
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{target.path}:{m.line}: {m.id}")
         return 0
     results = load_results()
+    if args.table:
+        print(table([results[t.name] for t in TARGETS if t.name in results]))
+        return 0
     partial = args.limit is not None or args.match is not None  # a partial run prints, and records nothing
     for target in targets:
         previous = results.get(target.name)

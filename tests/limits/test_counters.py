@@ -508,6 +508,17 @@ async def test_rate_rpm_zero_refuses_every_request_for_good(counters: Counters) 
     assert (refused.limit_requests, refused.remaining_requests) == (0, 0)
 
 
+async def test_rate_tpm_zero_refuses_every_request_with_tokens_for_good(counters: Counters) -> None:
+    scope = RateScope("key:k1", rpm=None, tpm=0)
+    refused = await counters.check_rate("r1", [scope], 1, now=NOW)
+    assert (refused.allowed, refused.retry_after_s, refused.limit_tokens, refused.remaining_tokens) == (
+        False,
+        None,
+        0,
+        0,
+    )
+
+
 async def test_rate_tpm_boundary_exactly_full_allowed_one_more_token_refused(counters: Counters) -> None:
     scope = RateScope("key:k1", rpm=None, tpm=1000)
     assert (await counters.check_rate("r1", [scope], 400, now=NOW)).allowed

@@ -64,6 +64,25 @@ def test_invalid_arguments_are_denied_whatever_the_rules(raw: str) -> None:
     decision = decide(ALLOW_ALL, raw)
     assert (decision.action, decision.rule_id, decision.on_deny) == ("deny", "invalid-arguments", "error")
     assert decision.canonical_arguments is None and decision.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("[1]", "expected an object, got list"),
+        ("null", "expected an object, got null"),
+        ('{"a": NaN}', "NaN is not JSON"),
+        ('{"a": 1e400}', "number 1e400 does not fit a double"),
+        ('{"a": 1, "b": 2, "b": 3}', "duplicate key 'b'"),
+        ("{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (7, "expected a JSON string, got int"),  # not a string at all (a client that sent an object)
+    ],
+)
+def test_invalid_arguments_refusal_says_what_is_wrong(raw: object, why: str) -> None:
+    decision = evaluate(ALLOW_ALL, ToolCall(name="payments.refund", arguments=raw, id="call_1"), CALLER)  # type: ignore[arg-type]
+    assert decision.message == (
+        f"Tool call 'payments.refund' was refused: its arguments are not a valid JSON object ({why})."
+    )
     with pytest.raises(ValueError, match="no canonical arguments"):
         decision.binding_hash(POLICY, "key_1")
 

@@ -121,6 +121,10 @@ def holds(condition: dict[str, object], arguments: dict[str, object]) -> bool | 
         ({"arg": "a", "eq": [1, {"b": "c"}]}, {"a": [1.0, {"b": "c"}]}, True),
         ({"arg": "a", "eq": {"b": 1}}, {"a": {"b": 1, "c": 2}}, False),
         ({"arg": "a", "eq": [True]}, {"a": [1]}, False),  # a bool equals only a bool, inside lists too
+        ({"arg": "a", "eq": [1]}, {"a": 1}, False),  # a list equals only a list
+        ({"arg": "a", "eq": [1]}, {"a": "1"}, False),
+        ({"arg": "a", "eq": {"b": 1}}, {"a": ["b"]}, False),  # an object equals only an object
+        ({"arg": "a", "eq": {"b": 1}}, {"a": "b"}, False),
         ({"arg": "a", "eq": [1, 2]}, {"a": [1, 3]}, False),
         ({"arg": "a", "eq": [1, 2]}, {"a": [1, 2, 3]}, False),
         ({"arg": "a", "eq": [1, 2]}, {"a": [2, 1]}, False),

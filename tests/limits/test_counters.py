@@ -13,9 +13,6 @@ from redis.asyncio import Redis
 
 from gateway.limits import counters_memory
 from gateway.limits.counters import (
-    MAX_AMOUNT,
-    PERIOD_MARGIN_S,
-    SETTLE_GRACE_S,
     BudgetRefusal,
     BudgetScope,
     Counters,
@@ -31,6 +28,10 @@ NOW = datetime(2026, 5, 13, 12, 0, tzinfo=UTC)  # a Wednesday
 KEY = BudgetScope("key:k1", 100, "monthly")
 TEAM = BudgetScope("team:t1", 100, "monthly")
 KEY_500 = BudgetScope("key:k1", 500, "monthly")
+# The documented figures, written out (not imported) so a changed constant fails here.
+MAX_AMOUNT = 2**53  # nano-dollars, exact in Redis' doubles
+SETTLE_GRACE_S = 86_400  # a lapsed reservation can still be settled for a day
+PERIOD_MARGIN_S = 86_400  # a finished period's counters stay readable for a day
 
 MakeCounters = Callable[..., Counters]
 
@@ -92,7 +93,7 @@ def test_period_start_table(period: Period, now: datetime, start: datetime) -> N
 
 
 def test_period_start_naive_datetime_raises() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.raises(ValueError, match=r"^Counters need a timezone-aware datetime; pass datetime\.now\(UTC\)\.$"):
         period_start("daily", datetime(2026, 5, 13))
 
 
@@ -184,7 +185,7 @@ async def test_reserve_without_scopes_holds_nothing(counters: Counters) -> None:
 
 
 async def test_reserve_naive_now_raises(counters: Counters) -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.raises(ValueError, match=r"^Counters need a timezone-aware datetime; pass datetime\.now\(UTC\)\.$"):
         await counters.reserve("r1", [KEY], 10, now=datetime(2026, 5, 13))
 
 
@@ -379,6 +380,12 @@ async def test_memory_finished_period_stays_readable_for_the_margin_then_goes(
 
     assert await counters.reserve("r2", [BudgetScope("key:k3", 1, period)], 1, now=kept_until) is None
     assert await counters.get_budget(scope, now=booked_at) == (30, 0)  # exactly at the margin: still there
+    fresh = MemoryCounters()
+    assert await fresh.reserve("r1", [scope], 30, now=booked_at) is None
+    await fresh.settle("r1", 30, now=booked_at)
+    second_after = kept_until + timedelta(seconds=1)
+    assert await fresh.reserve("r2", [BudgetScope("key:k3", 1, period)], 1, now=second_after) is None
+    assert await fresh.get_budget(scope, now=booked_at) == (0, 0)  # a second past the margin: gone
     almost = kept_until + timedelta(seconds=3599)
     assert await counters.reserve("r3", [BudgetScope("key:k4", 1, period)], 1, now=almost) is None
     assert await counters.get_budget(scope, now=booked_at) == (30, 0)  # the last sweep ran under an hour ago

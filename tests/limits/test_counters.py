@@ -97,6 +97,13 @@ def test_period_start_naive_datetime_raises() -> None:
         period_start("daily", datetime(2026, 5, 13))
 
 
+def test_period_start_unknown_period_raises() -> None:
+    with pytest.raises(
+        ValueError, match=r"^Unknown budget period 'yearly'; expected daily, weekly, monthly or total\.$"
+    ):
+        period_start("yearly", NOW)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("spent", "reserved", "amount", "allowed"),
     [

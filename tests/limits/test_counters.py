@@ -446,12 +446,14 @@ async def test_rate_rpm_refuses_fourth_until_oldest_leaves_window(counters: Coun
     fits = await counters.check_rate("r5", [scope], 5, now=at(60))  # r0 (t=0) has left [t-60, t]
     assert (fits.allowed, fits.remaining_requests) == (True, 0)
     assert fits.reset_requests_s == pytest.approx(10)  # r1 leaves at 70
+    assert (fits.limit_tokens, fits.remaining_tokens, fits.reset_tokens_s) == (None, None, None)  # no tpm
 
 
 async def test_rate_tpm_counts_estimates_then_actual_tokens(counters: Counters) -> None:
     scope = RateScope("key:k1", rpm=None, tpm=1000)
     first = await counters.check_rate("r1", [scope], 600, now=NOW)
     assert (first.allowed, first.limit_tokens, first.remaining_tokens, first.limit_requests) == (True, 1000, 400, None)
+    assert (first.remaining_requests, first.reset_requests_s) == (None, None)  # no rpm: no request headers
 
     refused = await counters.check_rate("r2", [scope], 600, now=at(15))
     assert (refused.allowed, refused.remaining_tokens) == (False, 400)

@@ -95,6 +95,10 @@ def mutate(
 
 def rerun_survivors(target: Target, previous: ModuleResult) -> ModuleResult:
     """The last result, with its survivors run again: the ones now killed (or now listed as equivalent) move."""
+    generated = {m.id for m in list_mutants((ROOT / target.path).read_text())}
+    gone_from_source = [s for s in previous.survivors if s["id"] not in generated]  # code or operators changed
+    previous.mutants -= len(gone_from_source)
+    previous.survivors = [s for s in previous.survivors if s["id"] in generated]
     survivors = [str(s["id"]) for s in previous.survivors]
     again = mutate(target, check_equivalent=False, limit=None, only=set(survivors)) if survivors else None
     if again is None:

@@ -125,6 +125,10 @@ def _is_log_call(node: ast.AST) -> bool:
     )
 
 
+def _is_ellipsis(stmt: ast.Expr) -> bool:  # a Protocol's or a stub's body: deleting it changes nothing
+    return isinstance(stmt.value, ast.Constant) and stmt.value.value is Ellipsis
+
+
 def _is_not(node: ast.AST) -> bool:
     return isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
 
@@ -181,7 +185,7 @@ class _Walker:
                         in_function
                         and isinstance(child, _DELETABLE)
                         and child.lineno not in self.skipped
-                        and not (isinstance(child, ast.Expr) and _is_log_call(child.value))
+                        and not (isinstance(child, ast.Expr) and (_is_log_call(child.value) or _is_ellipsis(child)))
                     ):
                         site = self._delete(value, position, qualname)
                         site.function = self.function

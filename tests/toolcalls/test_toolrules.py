@@ -436,7 +436,9 @@ def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["soon", "15", "m", "1.5h", "-1m", "15 m", "1h30m", "0s", "31d", "2w", ""])
+@pytest.mark.parametrize(
+    "text", ["soon", "15", "m", "1.5h", "-1m", "15 m", "1h30m", "0s", "31d", "2592001s", "2w", ""]
+)  # 2592001s: a second over 30 days
 def test_invalid_durations(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -506,11 +508,41 @@ def test_load_errors_name_the_field_path(tools: dict[str, object], expected: str
     assert expected in format_validation_error("policies/p.yaml", caught.value)
 
 
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ({"default": "allow", "rules": [rule(when=[{"arg": "a", "regex": None}])]},
+         "tools.rules[0].when[0].regex: expected a regular expression"),
+        ({"default": "allow", "rules": [rule(when=[{"arg": "a", "regex": "("}])]},
+         "tools.rules[0].when[0].regex: invalid regex '(': missing ), unterminated subpattern at position 0"),
+        ({"default": "allow", "rules": [rule(when=[{"arg": "a", "exists": None}])]},
+         "tools.rules[0].when[0].exists: expected true or false"),
+        ({"default": "allow", "expires_after": "soon"},
+         "tools.expires_after: invalid duration 'soon': expected a whole number and a unit, e.g. 30s, 15m, 2h, 1d"),
+        ({"default": "allow", "expires_after": "0s"},
+         "tools.expires_after: invalid duration '0s': must be between 1s and 30d"),
+    ],
+)  # fmt: skip
+def test_load_error_messages_in_full(tools: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _File.model_validate({"tools": tools})
+    assert format_validation_error("policies/p.yaml", caught.value) == f"policies/p.yaml: {message}"
+
+
+def test_loaded_rules_are_frozen() -> None:
+    loaded = ToolRules.model_validate({"default": "allow", "rules": [rule()]})
+    with pytest.raises(ValidationError, match="Instance is frozen"):
+        loaded.rules[0].action = "allow"  # type: ignore[misc]
+
+
 def test_schema_describes_operators_and_single_or_list_globs() -> None:
     schema = ToolRules.model_json_schema()
     condition = schema["$defs"]["Condition"]["properties"]
     assert {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "regex", "contains", "exists"} <= condition.keys()
-    assert schema["$defs"]["ToolRule"]["properties"]["match"]["anyOf"][0]["type"] == "string"
+    assert schema["$defs"]["ToolRule"]["properties"]["match"]["anyOf"] == [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    ]
 
 
 # --- speed ------------------------------------------------------------------------------------------------------

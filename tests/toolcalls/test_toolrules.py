@@ -270,6 +270,7 @@ def test_tool_name_globs(match, name, matches) -> None:
         ({"models": "gpt-4o"}, CALLER, True),
         ({"models": ["gpt-4"]}, CALLER, False),
         ({"models": ["claude-*", "o3"]}, CALLER, False),
+        ({"models": ["GPT-4*"]}, CALLER, False),  # model names are matched as configured, case and all
         ({"teams": ["support"], "roles": ["member"], "models": ["gpt-*"]}, CALLER, True),
         ({"teams": ["support"], "roles": ["admin"], "models": ["gpt-*"]}, CALLER, False),
     ],
@@ -398,6 +399,14 @@ def test_decision_built_without_a_policy_is_enforced() -> None:
         action="deny", rule_id="kill-switch", risk="high", tool_name="t", call_id="c", canonical_arguments=None
     )
     assert combine([made("allow", "a"), suspended]) is suspended
+
+
+def test_rules_compiled_without_options_enforce_and_compare_by_content() -> None:
+    parsed = ToolRules.model_validate({"default": "deny"})
+    first, second = compile_tool_rules(parsed), compile_tool_rules(parsed)
+    decision = evaluate(first, ToolCall(name="t", arguments="{}", id="c"), CALLER)  # memoises "t" in `first`
+    assert (decision.shadow, combine([decision])) == (False, decision)
+    assert first == second  # the memo of tool names is not part of what the rules are
 
 
 def test_evaluate_marks_shadow_policies() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -172,4 +173,13 @@ async def test_append_cancelled_inside_the_locked_transaction_still_commits(db: 
 
     assert await column(db, "SELECT seq FROM audit_records ORDER BY seq") == [1, 2]
     assert await chain(db, [event(3)]) == 1  # and the lock was released
+    assert (await verify(db)).ok
+
+
+async def test_concurrent_appends_take_turns_and_the_chain_stays_whole(db: Database) -> None:
+    """Writers serialise on the chain's lock (Postgres: an advisory lock; SQLite: BEGIN IMMEDIATE): each reads
+    the head the previous one left, so none fails on a taken seq and none forks the chain."""
+    added = await asyncio.gather(*(chain(db, [event(n)]) for n in range(1, 9)))
+    assert added == [1] * 8
+    assert await column(db, "SELECT seq FROM audit_records ORDER BY seq") == list(range(1, 9))
     assert (await verify(db)).ok

@@ -403,6 +403,29 @@ async def test_memory_finished_period_stays_readable_for_the_margin_then_goes(
     assert await counters.get_budget(other, now=booked_at) == (0, 5)
 
 
+@pytest.mark.parametrize("ttl", [0, -1, 86_401])
+def test_redis_reservation_ttl_outside_a_day_is_refused(redis_client: Redis, ttl: float) -> None:
+    with pytest.raises(ValueError, match=rf"^reservation_ttl_s must be in \(0, 86400\]; got {ttl}\.$"):
+        RedisCounters(redis_client, reservation_ttl_s=ttl)
+
+
+async def test_redis_hold_record_outlives_its_hold_by_the_settle_grace(redis_client: Redis, redis_prefix: str) -> None:
+    counters = RedisCounters(redis_client, prefix=redis_prefix, reservation_ttl_s=86_400)  # the longest allowed
+    assert await counters.reserve("r1", [KEY], 10, now=NOW) is None
+    ttl = await redis_client.ttl(f"{redis_prefix}hold:r1")
+    assert 2 * 86_400 - 5 <= ttl <= 2 * 86_400  # the hold's TTL plus a day in which a late settle still books
+
+
+async def test_redis_seed_of_a_past_period_lands_for_at_least_the_margin(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    counters = RedisCounters(redis_client, prefix=redis_prefix)
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    await counters.seed_spent("key:old", "daily", start, 5)
+    ttl = await redis_client.ttl(f"{redis_prefix}budget:key:old:daily:{int(start.timestamp())}:spent")
+    assert 86_400 - 5 <= ttl <= 86_400
+
+
 async def test_seed_spent_then_reserve_respects_it(counters: Counters) -> None:
     await counters.seed_spent(KEY.name, KEY.period, period_start(KEY.period, NOW), 90)
 

@@ -16,7 +16,7 @@ from tools.mutate.report import (
     load_equivalent,
     load_results,
     markdown,
-    save_results,
+    save_result,
     table,
 )
 from tools.mutate.runner import KILLED, SURVIVED, TIMEOUT, BaselineError, baseline, preload, run_mutant
@@ -150,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             result = mutate(target, check_equivalent=args.check_equivalent, limit=args.limit, match=args.match)
         print(table([result]), flush=True)
         if not partial:
-            results[target.name] = result
             order = [t.name for t in TARGETS]
-            save_results(results, order)
+            results = save_result(result, order)
             RESULTS_MD.write_text(markdown([results[n] for n in order if n in results]))
     return 0
 

@@ -52,9 +52,13 @@ def load_results(path: Path = RESULTS_JSON) -> dict[str, ModuleResult]:
     return {name: ModuleResult(**row) for name, row in json.loads(path.read_text()).items()}
 
 
-def save_results(results: dict[str, ModuleResult], order: list[str], path: Path = RESULTS_JSON) -> None:
+def save_result(result: ModuleResult, order: list[str], path: Path = RESULTS_JSON) -> dict[str, ModuleResult]:
+    """Stores one module's result beside the others (read afresh: another run may have saved meanwhile)."""
+    results = load_results(path)
+    results[result.name] = result
     ordered = {name: asdict(results[name]) for name in order if name in results}
     path.write_text(json.dumps(ordered, indent=1) + "\n")
+    return results
 
 
 def table(results: list[ModuleResult]) -> str:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.limits import counters_memory
 from gateway.limits.counters import (
@@ -424,6 +425,21 @@ async def test_redis_seed_of_a_past_period_lands_for_at_least_the_margin(
     await counters.seed_spent("key:old", "daily", start, 5)
     ttl = await redis_client.ttl(f"{redis_prefix}budget:key:old:daily:{int(start.timestamp())}:spent")
     assert 86_400 - 5 <= ttl <= 86_400
+
+
+async def test_redis_from_url_owns_its_pool_and_close_leaves_a_given_client_open(redis_client: Redis) -> None:
+    counters = await RedisCounters.from_url(REDIS_URL)
+    pool = counters.client.connection_pool
+    assert (pool.max_connections, pool.timeout, counters.reservation_ttl_s) == (64, 5, 900)  # waits, not fails
+    await counters.close()
+
+    await RedisCounters(redis_client).close()  # a client passed in belongs to the caller
+    assert await redis_client.ping()
+
+
+async def test_redis_from_url_unreachable_raises_connection_error() -> None:
+    with pytest.raises(RedisConnectionError):
+        await RedisCounters.from_url("redis://127.0.0.1:1/0")
 
 
 async def test_seed_spent_then_reserve_respects_it(counters: Counters) -> None:

@@ -595,6 +595,18 @@ async def test_rate_remaining_tokens_never_negative_when_actuals_exceed_the_limi
     assert refused.retry_after_s == pytest.approx(58)
 
 
+async def test_rate_three_scopes_admit_together_and_headers_pick_the_tightest(counters: Counters) -> None:
+    scopes = [
+        RateScope("key:k1", rpm=10, tpm=None),
+        RateScope("team:t1", rpm=5, tpm=None),
+        RateScope("model:m1", rpm=None, tpm=1000),
+    ]
+    assert (await counters.check_rate("r1", scopes, 100, now=NOW)).allowed
+    second = await counters.check_rate("r2", scopes, 100, now=at(1))
+    assert (second.allowed, second.limit_requests, second.remaining_requests) == (True, 5, 3)
+    assert (second.limit_tokens, second.remaining_tokens) == (1000, 800)
+
+
 async def test_rate_scopes_without_limits_allow_everything(counters: Counters) -> None:
     decision = await counters.check_rate("r1", [RateScope("key:k1", rpm=None, tpm=None)], 10**6, now=NOW)
     assert decision.allowed

@@ -312,7 +312,9 @@ async def test_memory_lapsed_hold_is_forgotten_after_the_settle_grace() -> None:
 
 @pytest.mark.parametrize("amount", [-1, MAX_AMOUNT + 1])
 async def test_amounts_outside_zero_to_two_pow_53_are_refused(counters: Counters, amount: int) -> None:
-    with pytest.raises(ValueError, match=r"nano-dollars in \[0, 9007199254740992\]; got "):
+    with pytest.raises(
+        ValueError, match=rf"^Budget amounts are nano-dollars in \[0, 9007199254740992\]; got {amount}\.$"
+    ):
         await counters.reserve("r1", [KEY], amount, now=NOW)
     assert await counters.reserve("r1", [KEY], 10, now=NOW) is None
     with pytest.raises(ValueError, match="nano-dollars"):
@@ -560,7 +562,7 @@ async def test_rate_rpm_zero_refuses_every_request_for_good(counters: Counters) 
     scope = RateScope("key:k1", rpm=0, tpm=None)
     refused = await counters.check_rate("r1", [scope], 1, now=NOW)
     assert (refused.allowed, refused.scope, refused.retry_after_s) == (False, scope, None)
-    assert (refused.limit_requests, refused.remaining_requests) == (0, 0)
+    assert (refused.limit_requests, refused.remaining_requests, refused.reset_requests_s) == (0, 0, 0.0)
 
 
 async def test_rate_tpm_zero_refuses_every_request_with_tokens_for_good(counters: Counters) -> None:
@@ -605,6 +607,26 @@ async def test_rate_three_scopes_admit_together_and_headers_pick_the_tightest(co
     second = await counters.check_rate("r2", scopes, 100, now=at(1))
     assert (second.allowed, second.limit_requests, second.remaining_requests) == (True, 5, 3)
     assert (second.limit_tokens, second.remaining_tokens) == (1000, 800)
+
+
+async def test_rate_refused_by_two_scopes_names_the_one_that_binds_longest(counters: Counters) -> None:
+    key, team = RateScope("key:k1", rpm=1, tpm=None), RateScope("team:t1", rpm=2, tpm=None)
+    assert (await counters.check_rate("r1", [team], 1, now=NOW)).allowed  # the team's oldest leaves at 60
+    assert (await counters.check_rate("r2", [key, team], 1, now=at(20))).allowed  # the key's leaves at 80
+
+    refused = await counters.check_rate("r3", [team, key], 1, now=at(30))  # team: 30 s to wait; key: 50 s
+
+    assert (refused.allowed, refused.scope, refused.retry_after_s) == (False, key, pytest.approx(50))
+
+
+async def test_rate_lowered_limit_reports_zero_remaining_not_negative(counters: Counters) -> None:
+    for i in range(3):
+        assert (await counters.check_rate(f"r{i}", [RateScope("key:k1", rpm=10, tpm=None)], 1, now=at(i))).allowed
+    lowered = RateScope("key:k1", rpm=2, tpm=None)  # the operator lowered the key's rpm meanwhile
+
+    refused = await counters.check_rate("r9", [lowered], 1, now=at(5))
+
+    assert (refused.allowed, refused.limit_requests, refused.remaining_requests) == (False, 2, 0)
 
 
 async def test_rate_scopes_without_limits_allow_everything(counters: Counters) -> None:

@@ -112,20 +112,24 @@ def test_audit_config_defaults_to_a_year_and_refuses_unknown_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sql", "expected"),
+    ("sql", "seq", "expected"),
     [
         # The last record the prune would delete (seq 3): an edit there must not vanish with it.
-        ("UPDATE audit_records SET outcome = 'escalated' WHERE seq = 3", "broken at seq 3: hash mismatch"),
+        ("UPDATE audit_records SET outcome = 'escalated' WHERE seq = 3", 3, "broken at seq 3: hash mismatch"),
         # The first record kept (seq 4) must link to the cut, or the checkpoint would anchor a broken chain.
-        ("UPDATE audit_records SET prev_hash = :other WHERE seq = 4", "broken at seq 4: prev_hash does not match"),
+        ("UPDATE audit_records SET prev_hash = :other WHERE seq = 4", 4, "broken at seq 4: prev_hash does not match"),
     ],
 )
 async def test_prune_checks_the_last_record_it_deletes_and_the_link_after_it(
-    db: Database, sql: str, expected: str
+    db: Database, sql: str, seq: int, expected: str
 ) -> None:
     await chain(db, [event(n) for n in range(1, 6)])
     await execute(db, sql, other="f" * 64)
-    with pytest.raises(AuditChainBrokenError, match=expected):
+    with pytest.raises(AuditChainBrokenError, match=expected) as caught:
         await prune(db, T0 + timedelta(minutes=4))  # seq 1-3 are old enough
+    assert str(caught.value).endswith(
+        ". Nothing was pruned; run `gateway audit verify` and keep an export of the records before pruning."
+    )
+    assert (caught.value.result.ok, caught.value.result.broken_seq) == (False, seq)
     assert await column(db, "SELECT COUNT(*) FROM audit_records") == [5]
     assert await column(db, "SELECT COUNT(*) FROM audit_checkpoints") == [0]

@@ -24,6 +24,8 @@ async def test_prune_deletes_the_old_prefix_and_verify_still_passes(db: Database
     assert await column(db, "SELECT seq FROM audit_records ORDER BY seq") == [5, 6, 7, 8, 9, 10, 11]
     assert await column(db, "SELECT hash FROM audit_checkpoints") == [cut_hash]
     assert await column(db, "SELECT action FROM audit_records WHERE seq = 11") == ["audit.pruned"]
+    assert await column(db, "SELECT outcome FROM audit_records WHERE seq = 11") == ["pruned"]
+    assert None not in await column(db, "SELECT created_at FROM audit_checkpoints")
     stored = (await column(db, "SELECT details FROM audit_records WHERE seq = 11"))[0]
     details = json.loads(stored) if isinstance(stored, str) else stored  # SQLite: text; PostgreSQL: JSON
     assert details == {
@@ -133,3 +135,11 @@ async def test_prune_checks_the_last_record_it_deletes_and_the_link_after_it(
     assert (caught.value.result.ok, caught.value.result.broken_seq) == (False, seq)
     assert await column(db, "SELECT COUNT(*) FROM audit_records") == [5]
     assert await column(db, "SELECT COUNT(*) FROM audit_checkpoints") == [0]
+
+
+async def test_prune_checks_no_further_than_the_link_after_the_cut(db: Database) -> None:
+    await chain(db, [event(n) for n in range(1, 7)])
+    await execute(db, "UPDATE audit_records SET outcome = 'escalated' WHERE seq = 5")  # kept: verify's business
+    assert await prune(db, T0 + timedelta(minutes=4)) == 3
+    result = await verify(db)
+    assert (result.ok, result.broken_seq) == (False, 5)

@@ -234,3 +234,16 @@ async def test_reservation_is_the_worst_case_of_the_requested_output(
     body = {**chat("priced", "hi"), **limits}
     r = await client.post("/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=body)
     assert r.status_code == (200 if allowed else 429), r.text
+
+
+async def test_an_exhausted_budget_still_admits_a_free_model(client: httpx.AsyncClient) -> None:
+    secret = await new_key(client, budget=0.001)
+    headers = {"authorization": f"Bearer {secret}"}
+    assert (await client.post("/v1/chat/completions", headers=headers, json=chat("priced", max_tokens=1))).is_success
+    assert (
+        await client.post("/v1/chat/completions", headers=headers, json=chat("priced", max_tokens=1))
+    ).status_code == 429
+
+    free = await client.post("/v1/chat/completions", headers=headers, json=chat("demo", max_tokens=1))  # costs $0
+
+    assert free.status_code == 200

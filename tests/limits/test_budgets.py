@@ -247,3 +247,13 @@ async def test_an_exhausted_budget_still_admits_a_free_model(client: httpx.Async
     free = await client.post("/v1/chat/completions", headers=headers, json=chat("demo", max_tokens=1))  # costs $0
 
     assert free.status_code == 200
+
+
+async def test_the_prompt_counts_in_the_worst_case(client: httpx.AsyncClient) -> None:
+    secret = await new_key(client, budget=0.005)  # gpt-test: $0.001 per token, input and output alike
+    body = chat("gpt-test", "one two three four five six seven eight", max_tokens=1)
+
+    r = await client.post("/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=body)
+
+    assert r.status_code == 429  # 1 output token fits the budget; the prompt's tokens do not
+    assert "this request may cost up to $0.0" in r.json()["error"]["message"]

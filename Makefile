@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml $(wildcard gateway/usage/*.c gateway/usage/*.
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev,local]'
 	touch $@
 
-.PHONY: install serve test lint bench-setup bench bench-quick bench-soak bench-profile
+.PHONY: install serve test lint mutate bench-setup bench bench-quick bench-soak bench-profile
 install: $(VENV)/.installed
 
 serve: install
@@ -30,6 +30,12 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check gateway tests bench tools
 	$(VENV)/bin/ruff format --check gateway tests bench tools
+
+# Mutation testing of the governance core (not run by CI: every mutant reruns its module's tests; README has the
+# table). `make mutate MODULE=counters_memory` runs one module; tools/mutate/RESULTS.md lists the survivors.
+MODULE ?=
+mutate: install
+	$(VENV)/bin/python -m tools.mutate $(MODULE)
 
 # Benchmarks (not run by CI; bench/README.md): wrk from Debian, LiteLLM proxy in its own venv.
 bench-setup:

@@ -78,7 +78,8 @@ for i = 2, #KEYS do
   lapse(base, now)
   local spent = redis.call('GET', base .. ':spent') or '0'
   local reserved = redis.call('GET', base .. ':reserved') or '0'
-  if tonumber(spent) + tonumber(reserved) + tonumber(amount) > tonumber(ARGV[2 * i + 2]) then
+  -- Subtracted, not summed: each number is exact up to MAX_AMOUNT, the sum of three may pass 2^53 and round down.
+  if tonumber(amount) > tonumber(ARGV[2 * i + 2]) - tonumber(spent) - tonumber(reserved) then
     return {i - 1, spent, reserved}
   end
 end

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
+import anyio
 import pytest
 from audit_samples import T0, chain, column, event, execute
 
-from gateway.audit.chain import verify
+from gateway.audit.chain import append, chain_transaction, check, snapshot, verify
 from gateway.audit.events import GENESIS_HASH, REDACTED, AuditEvent, canonical_json, event_row, record_hash
+from gateway.audit.retention import prune
 from gateway.calls.caller import Principal
 from gateway.storage.db import Database
 
@@ -135,3 +138,48 @@ async def test_verify_passes_after_json_details_round_trip_the_database(db: Data
     await chain(db, [event(1, details=details, reason="ünïcode", started_at=T0)])
     result = await verify(db)
     assert (result.ok, result.checked) == (True, 1)
+
+
+async def test_verify_sees_one_state_while_others_append_and_prune(db: Database) -> None:
+    """verify and export read inside `snapshot`: writes committed meanwhile (an append, a prune of the prefix
+    being read) are not seen, so a prune between two pages cannot look like removed records."""
+    await chain(db, [event(n) for n in range(1, 6)])
+    async with snapshot(db) as connection:
+        before = await check(connection, page_size=2)
+        await chain(db, [event(n) for n in range(6, 9)])
+        assert await prune(db, T0 + timedelta(minutes=4)) == 3
+        during = await check(connection, page_size=2)
+    assert before == during
+    assert (during.ok, during.first_seq, during.last_seq, during.checked) == (True, 1, 5, 5)
+    after = await verify(db, page_size=2)
+    assert (after.ok, after.first_seq, after.last_seq) == (True, 4, 9)  # 6-8 appended, 9 the audit.pruned event
+
+
+async def test_append_cancelled_inside_the_locked_transaction_still_commits(db: Database) -> None:
+    """A shutdown cancelling a writer that holds the chain's lock lets it finish (and commit) first."""
+    holding = anyio.Event()
+
+    async def writer() -> None:
+        async with chain_transaction(db) as connection:
+            await append(connection, [event_row(event(1))])
+            holding.set()
+            await anyio.sleep(0.05)  # still inside the transaction when the cancellation arrives
+            await append(connection, [event_row(event(2))])
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(writer)
+        await holding.wait()
+        group.cancel_scope.cancel()
+
+    assert await column(db, "SELECT seq FROM audit_records ORDER BY seq") == [1, 2]
+    assert await chain(db, [event(3)]) == 1  # and the lock was released
+    assert (await verify(db)).ok
+
+
+async def test_concurrent_appends_take_turns_and_the_chain_stays_whole(db: Database) -> None:
+    """Writers serialise on the chain's lock (Postgres: an advisory lock; SQLite: BEGIN IMMEDIATE): each reads
+    the head the previous one left, so none fails on a taken seq and none forks the chain."""
+    added = await asyncio.gather(*(chain(db, [event(n)]) for n in range(1, 9)))
+    assert added == [1] * 8
+    assert await column(db, "SELECT seq FROM audit_records ORDER BY seq") == list(range(1, 9))
+    assert (await verify(db)).ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,17 @@ async def test_prune_deletes_the_old_prefix_and_verify_still_passes(db: Database
     assert await column(db, "SELECT seq FROM audit_records ORDER BY seq") == [5, 6, 7, 8, 9, 10, 11]
     assert await column(db, "SELECT hash FROM audit_checkpoints") == [cut_hash]
     assert await column(db, "SELECT action FROM audit_records WHERE seq = 11") == ["audit.pruned"]
+    assert await column(db, "SELECT outcome FROM audit_records WHERE seq = 11") == ["pruned"]
+    assert None not in await column(db, "SELECT created_at FROM audit_checkpoints")
+    stored = (await column(db, "SELECT details FROM audit_records WHERE seq = 11"))[0]
+    details = json.loads(stored) if isinstance(stored, str) else stored  # SQLite: text; PostgreSQL: JSON
+    assert details == {
+        "older_than": (T0 + timedelta(minutes=5)).isoformat(),
+        "first_seq": 1,  # from the checkpoint before (genesis: seq 0) plus one
+        "last_seq": 4,
+        "count": 4,
+        "checkpoint_hash": cut_hash,
+    }
     result = await verify(db)
     assert (result.ok, result.first_seq, result.last_seq, result.checked) == (True, 5, 11, 7)
     assert await prune(db, T0 + timedelta(minutes=5)) == 0  # nothing more is old enough
@@ -99,3 +111,35 @@ def test_audit_config_defaults_to_a_year_and_refuses_unknown_fields() -> None:
         AuditConfig(retention=30)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         AuditConfig(retention_days=0)
+
+
+@pytest.mark.parametrize(
+    ("sql", "seq", "expected"),
+    [
+        # The last record the prune would delete (seq 3): an edit there must not vanish with it.
+        ("UPDATE audit_records SET outcome = 'escalated' WHERE seq = 3", 3, "broken at seq 3: hash mismatch"),
+        # The first record kept (seq 4) must link to the cut, or the checkpoint would anchor a broken chain.
+        ("UPDATE audit_records SET prev_hash = :other WHERE seq = 4", 4, "broken at seq 4: prev_hash does not match"),
+    ],
+)
+async def test_prune_checks_the_last_record_it_deletes_and_the_link_after_it(
+    db: Database, sql: str, seq: int, expected: str
+) -> None:
+    await chain(db, [event(n) for n in range(1, 6)])
+    await execute(db, sql, other="f" * 64)
+    with pytest.raises(AuditChainBrokenError, match=expected) as caught:
+        await prune(db, T0 + timedelta(minutes=4))  # seq 1-3 are old enough
+    assert str(caught.value).endswith(
+        ". Nothing was pruned; run `gateway audit verify` and keep an export of the records before pruning."
+    )
+    assert (caught.value.result.ok, caught.value.result.broken_seq) == (False, seq)
+    assert await column(db, "SELECT COUNT(*) FROM audit_records") == [5]
+    assert await column(db, "SELECT COUNT(*) FROM audit_checkpoints") == [0]
+
+
+async def test_prune_checks_no_further_than_the_link_after_the_cut(db: Database) -> None:
+    await chain(db, [event(n) for n in range(1, 7)])
+    await execute(db, "UPDATE audit_records SET outcome = 'escalated' WHERE seq = 5")  # kept: verify's business
+    assert await prune(db, T0 + timedelta(minutes=4)) == 3
+    result = await verify(db)
+    assert (result.ok, result.broken_seq) == (False, 5)

@@ -199,3 +199,61 @@ async def test_a_huge_prompt_is_counted_off_the_event_loop(client: httpx.AsyncCl
     assert r.status_code == 200
     assert not huge.done() and answered_after < 0.15
     assert (await huge).status_code == 200
+
+
+async def test_budget_refusal_names_the_scope_its_counters_and_the_worst_case(client: httpx.AsyncClient) -> None:
+    r = await client.post("/admin/keys", headers=AUTH, json={"name": "budgeted", "budget": 0.002})
+    key_id, headers = r.json()["id"], {"authorization": f"Bearer {r.json()['key']}"}
+    first = await client.post("/v1/chat/completions", headers=headers, json=chat("priced", "hi", max_tokens=1))
+    assert first.status_code == 200
+
+    # n=2 answers of up to 1 token each: $0.002 worst case, over the $0.001 left.
+    r = await client.post("/v1/chat/completions", headers=headers, json=chat("priced", "hi", max_tokens=1, n=2))
+
+    assert r.status_code == 429
+    assert r.json()["error"]["message"] == (
+        f"Budget exceeded for key {key_id}: $0.001000 spent and $0.000000 reserved of $0.002000 (monthly); "
+        "this request may cost up to $0.002000. Lower max_tokens, or raise the budget."
+    )
+
+
+@pytest.mark.parametrize(
+    ("limits", "allowed"),
+    [
+        ({"max_tokens": 1}, True),
+        ({"max_tokens": 2}, False),
+        ({"max_completion_tokens": 1, "max_tokens": 5}, True),  # the newer field wins
+        ({"max_completion_tokens": 2, "max_tokens": 1}, False),
+        ({}, False),  # no limit given: the model's whole output cap is reserved
+    ],
+)
+async def test_reservation_is_the_worst_case_of_the_requested_output(
+    client: httpx.AsyncClient, limits: dict[str, int], allowed: bool
+) -> None:
+    secret = await new_key(client, budget=0.001)
+    body = {**chat("priced", "hi"), **limits}
+    r = await client.post("/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=body)
+    assert r.status_code == (200 if allowed else 429), r.text
+
+
+async def test_an_exhausted_budget_still_admits_a_free_model(client: httpx.AsyncClient) -> None:
+    secret = await new_key(client, budget=0.001)
+    headers = {"authorization": f"Bearer {secret}"}
+    assert (await client.post("/v1/chat/completions", headers=headers, json=chat("priced", max_tokens=1))).is_success
+    assert (
+        await client.post("/v1/chat/completions", headers=headers, json=chat("priced", max_tokens=1))
+    ).status_code == 429
+
+    free = await client.post("/v1/chat/completions", headers=headers, json=chat("demo", max_tokens=1))  # costs $0
+
+    assert free.status_code == 200
+
+
+async def test_the_prompt_counts_in_the_worst_case(client: httpx.AsyncClient) -> None:
+    secret = await new_key(client, budget=0.005)  # gpt-test: $0.001 per token, input and output alike
+    body = chat("gpt-test", "one two three four five six seven eight", max_tokens=1)
+
+    r = await client.post("/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=body)
+
+    assert r.status_code == 429  # 1 output token fits the budget; the prompt's tokens do not
+    assert "this request may cost up to $0.0" in r.json()["error"]["message"]

@@ -10,6 +10,7 @@ import yaml
 
 from gateway.toolcalls.engine import (
     Caller,
+    InvalidArguments,
     ToolCall,
     ToolDecision,
     binding_hash,
@@ -64,6 +65,28 @@ def test_invalid_arguments_are_denied_whatever_the_rules(raw: str) -> None:
     decision = decide(ALLOW_ALL, raw)
     assert (decision.action, decision.rule_id, decision.on_deny) == ("deny", "invalid-arguments", "error")
     assert decision.canonical_arguments is None and decision.message
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("[1]", "expected an object, got list"),
+        ("null", "expected an object, got null"),
+        ('{"a": NaN}', "NaN is not JSON"),
+        ('{"a": 1e400}', "number 1e400 does not fit a double"),
+        ('{"a": 1, "b": 2, "b": 3}', "duplicate key 'b'"),
+        ("{", "Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+        (7, "expected a JSON string, got int"),  # not a string at all (a client that sent an object)
+        ('{"a": "\\ud800"}', "a string holds a lone surrogate"),
+        ('{"\\ud800": 1, "\u00e9": 2}', "a string holds a lone surrogate"),  # keys sorted by UTF-16 first
+        ('{"a": ' + "[" * 400 + "]" * 400 + "}", "nested too deeply"),  # parses, but too deep to canonicalise
+    ],
+)
+def test_invalid_arguments_refusal_says_what_is_wrong(raw: object, why: str) -> None:
+    decision = evaluate(ALLOW_ALL, ToolCall(name="payments.refund", arguments=raw, id="call_1"), CALLER)  # type: ignore[arg-type]
+    assert decision.message == (
+        f"Tool call 'payments.refund' was refused: its arguments are not a valid JSON object ({why})."
+    )
     with pytest.raises(ValueError, match="no canonical arguments"):
         decision.binding_hash(POLICY, "key_1")
 
@@ -149,3 +172,16 @@ def test_binding_hash_byte_layout_is_the_documented_one() -> None:
     ).hexdigest()
     assert binding_hash("payments.refund", '{"amount":500,"note":"é"}', "abc", "key_1") == expected
     assert hash_of('{"note": "é", "amount": 500.0}', policy="abc") == expected
+
+
+@pytest.mark.parametrize(
+    ("dump", "value", "message"),
+    [
+        (canonical_json, {"a": {1, 2}}, "set is not a JSON value"),  # only what parse_arguments yields has a form
+        (js_number, float("inf"), "inf is not JSON"),
+        (js_number, float("nan"), "nan is not JSON"),
+    ],
+)
+def test_values_without_a_json_form_are_refused(dump: object, value: object, message: str) -> None:
+    with pytest.raises(InvalidArguments, match=f"^{message}$"):
+        dump(value)  # type: ignore[operator]

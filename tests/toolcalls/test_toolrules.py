@@ -120,6 +120,18 @@ def holds(condition: dict[str, object], arguments: dict[str, object]) -> bool | 
         ({"arg": "a", "eq": None}, {}, False),
         ({"arg": "a", "eq": [1, {"b": "c"}]}, {"a": [1.0, {"b": "c"}]}, True),
         ({"arg": "a", "eq": {"b": 1}}, {"a": {"b": 1, "c": 2}}, False),
+        ({"arg": "a", "eq": [True]}, {"a": [1]}, False),  # a bool equals only a bool, inside lists too
+        ({"arg": "a", "eq": [1]}, {"a": 1}, False),  # a list equals only a list
+        ({"arg": "a", "eq": [1]}, {"a": "1"}, False),
+        ({"arg": "a", "eq": {"b": 1}}, {"a": ["b"]}, False),  # an object equals only an object
+        ({"arg": "a", "eq": {"b": 1}}, {"a": "b"}, False),
+        ({"arg": "a", "eq": [1, 2]}, {"a": [1, 3]}, False),
+        ({"arg": "a", "eq": [1, 2]}, {"a": [1, 2, 3]}, False),
+        ({"arg": "a", "eq": [1, 2]}, {"a": [2, 1]}, False),
+        ({"arg": "a", "eq": {"b": 1}}, {"a": {"b": True}}, False),
+        ({"arg": "a", "eq": {"b": 1}}, {"a": {"c": 1}}, False),
+        ({"arg": "a", "eq": {"b": [1]}}, {"a": {"b": [1.0]}}, True),
+        ({"arg": "a", "eq": "x"}, {"a": "y"}, False),
         ({"arg": "a", "ne": 5}, {"a": 6}, True),
         ({"arg": "a", "ne": 5}, {"a": 5}, False),
         ({"arg": "a", "ne": 5}, {}, False),
@@ -258,6 +270,7 @@ def test_tool_name_globs(match, name, matches) -> None:
         ({"models": "gpt-4o"}, CALLER, True),
         ({"models": ["gpt-4"]}, CALLER, False),
         ({"models": ["claude-*", "o3"]}, CALLER, False),
+        ({"models": ["GPT-4*"]}, CALLER, False),  # model names are matched as configured, case and all
         ({"teams": ["support"], "roles": ["member"], "models": ["gpt-*"]}, CALLER, True),
         ({"teams": ["support"], "roles": ["admin"], "models": ["gpt-*"]}, CALLER, False),
     ],
@@ -275,6 +288,7 @@ def test_caller_filters(filters, caller, matches) -> None:
     ("actions", "default", "expected"),
     [
         (["allow", "deny", "require_approval"], "allow", ("deny", "r1")),
+        (["require_approval", "deny"], "allow", ("deny", "r1")),  # deny outranks approval, not just comes first
         (["require_approval", "allow"], "deny", ("require_approval", "r0")),
         (["allow", "require_approval", "require_approval"], "allow", ("require_approval", "r1")),
         (["allow", "allow"], "deny", ("allow", "r0")),
@@ -312,6 +326,38 @@ def test_non_approval_decisions_carry_no_approval_fields(action: str) -> None:
     assert (decision.approvers, decision.expires_after_s, decision.on_timeout) == (None, None, None)
 
 
+@pytest.mark.parametrize(
+    ("policy", "arguments", "message"),
+    [
+        ("default: deny\n", {}, "Tool call 'payments.refund' is not allowed: no policy rule permits it."),
+        ("default: allow\nrules: [{id: no-refunds, match: '*', action: deny}]\n", {},
+         "Tool call 'payments.refund' is not allowed by policy rule 'no-refunds'."),
+        ("default: allow\nrules: [{id: gate, match: '*', action: require_approval}]\n", {},
+         "Tool call 'payments.refund' needs a human approval (policy rule 'gate')."),
+        ("default: allow\nrules: [{id: refunds-off, match: '*', action: deny, message: Ask finance.}]\n", {},
+         "Ask finance."),
+        ("default: allow\n", "[1]",
+         "Tool call 'payments.refund' was refused: its arguments are not a valid JSON object "
+         "(expected an object, got list)."),
+        ("default: allow\n", {}, None),
+    ],
+)  # fmt: skip
+def test_refusal_text_the_agent_sees(policy: str, arguments: object, message: str | None) -> None:
+    assert decide(rules(policy), arguments).message == message
+
+
+def test_invalid_arguments_are_denied_at_high_risk_without_a_binding() -> None:
+    decision = decide(rules("default: allow\n"), "{not json")
+    assert (decision.action, decision.rule_id, decision.risk, decision.canonical_arguments) == (
+        "deny",
+        "invalid-arguments",
+        "high",
+        None,
+    )
+    with pytest.raises(ValueError, match="tool call 'call_1' has no canonical arguments to bind an approval to"):
+        decision.binding_hash(POLICY, "key_1")
+
+
 # --- combining several policies -----------------------------------------------------------------------------
 
 
@@ -334,6 +380,7 @@ def made(action: ToolAction, policy: str, *, shadow: bool = False, on_deny: OnDe
     [
         ([made("allow", "a"), made("deny", "b"), made("require_approval", "c")], "b"),
         ([made("allow", "a"), made("require_approval", "b")], "b"),
+        ([made("require_approval", "a"), made("deny", "b")], "b"),
         ([made("deny", "a"), made("deny", "b", on_deny="error")], "a"),
         ([made("allow", "a"), made("allow", "b")], "a"),
         ([made("allow", "a"), made("deny", "b", shadow=True)], "a"),
@@ -344,6 +391,22 @@ def made(action: ToolAction, policy: str, *, shadow: bool = False, on_deny: OnDe
 def test_combine_most_restrictive_across_policies_ignoring_shadow(decisions, winner) -> None:
     found = combine(decisions)
     assert (found.policy if found else None) == winner
+
+
+def test_decision_built_without_a_policy_is_enforced() -> None:
+    # What the kill switch builds: no policy, no shadow flag given, so it must govern.
+    suspended = ToolDecision(
+        action="deny", rule_id="kill-switch", risk="high", tool_name="t", call_id="c", canonical_arguments=None
+    )
+    assert combine([made("allow", "a"), suspended]) is suspended
+
+
+def test_rules_compiled_without_options_enforce_and_compare_by_content() -> None:
+    parsed = ToolRules.model_validate({"default": "deny"})
+    first, second = compile_tool_rules(parsed), compile_tool_rules(parsed)
+    decision = evaluate(first, ToolCall(name="t", arguments="{}", id="c"), CALLER)  # memoises "t" in `first`
+    assert (decision.shadow, combine([decision])) == (False, decision)
+    assert first == second  # the memo of tool names is not part of what the rules are
 
 
 def test_evaluate_marks_shadow_policies() -> None:
@@ -376,13 +439,15 @@ def test_approvers_admit_listed_roles_and_teams(role, team_id, team_name, admitt
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("30d", 2_592_000), (" 5m ", 300)],
+    [("1s", 1), ("30s", 30), ("15m", 900), ("2h", 7200), ("1d", 86400), ("30d", 2_592_000), (" 5m ", 300)],
 )
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["soon", "15", "m", "1.5h", "-1m", "15 m", "1h30m", "0s", "31d", "2w", ""])
+@pytest.mark.parametrize(
+    "text", ["soon", "15", "m", "1.5h", "-1m", "15 m", "1h30m", "0s", "31d", "2592001s", "2w", ""]
+)  # 2592001s: a second over 30 days
 def test_invalid_durations(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -427,6 +492,7 @@ def rule(**fields: object) -> dict[str, object]:
         ({"default": "allow", "rules": [rule(match="")]}, "tools.rules[0].match[0]:"),
         ({"default": "allow", "rules": [rule(teams=[])]}, "tools.rules[0].teams:"),
         ({"default": "allow", "rules": [rule(roles=["boss"])]}, "tools.rules[0].roles[0]: Input should be 'admin'"),
+        ({"default": "allow", "rules": [rule(roles=[])]}, "tools.rules[0].roles: Tuple should have at least 1 item"),
         ({"default": "allow", "rules": [rule(approvers={"roles": ["approver"]})]},
          "tools.rules[0]: approvers only apply to action require_approval (this rule: deny)"),
         ({"default": "allow", "rules": [rule(action="allow", on_timeout="deny", expires_after="1m")]},
@@ -451,11 +517,41 @@ def test_load_errors_name_the_field_path(tools: dict[str, object], expected: str
     assert expected in format_validation_error("policies/p.yaml", caught.value)
 
 
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        ({"default": "allow", "rules": [rule(when=[{"arg": "a", "regex": None}])]},
+         "tools.rules[0].when[0].regex: expected a regular expression"),
+        ({"default": "allow", "rules": [rule(when=[{"arg": "a", "regex": "("}])]},
+         "tools.rules[0].when[0].regex: invalid regex '(': missing ), unterminated subpattern at position 0"),
+        ({"default": "allow", "rules": [rule(when=[{"arg": "a", "exists": None}])]},
+         "tools.rules[0].when[0].exists: expected true or false"),
+        ({"default": "allow", "expires_after": "soon"},
+         "tools.expires_after: invalid duration 'soon': expected a whole number and a unit, e.g. 30s, 15m, 2h, 1d"),
+        ({"default": "allow", "expires_after": "0s"},
+         "tools.expires_after: invalid duration '0s': must be between 1s and 30d"),
+    ],
+)  # fmt: skip
+def test_load_error_messages_in_full(tools: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _File.model_validate({"tools": tools})
+    assert format_validation_error("policies/p.yaml", caught.value) == f"policies/p.yaml: {message}"
+
+
+def test_loaded_rules_are_frozen() -> None:
+    loaded = ToolRules.model_validate({"default": "allow", "rules": [rule()]})
+    with pytest.raises(ValidationError, match="Instance is frozen"):
+        loaded.rules[0].action = "allow"  # type: ignore[misc]
+
+
 def test_schema_describes_operators_and_single_or_list_globs() -> None:
     schema = ToolRules.model_json_schema()
     condition = schema["$defs"]["Condition"]["properties"]
     assert {"eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "regex", "contains", "exists"} <= condition.keys()
-    assert schema["$defs"]["ToolRule"]["properties"]["match"]["anyOf"][0]["type"] == "string"
+    assert schema["$defs"]["ToolRule"]["properties"]["match"]["anyOf"] == [
+        {"type": "string", "minLength": 1},
+        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+    ]
 
 
 # --- speed ------------------------------------------------------------------------------------------------------

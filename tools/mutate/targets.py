@@ -1,0 +1,49 @@
+"""The modules under mutation and the test files that own each one (kept small: every mutant reruns them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: str  # the module's file, relative to the repository root
+    tests: tuple[str, ...]  # pytest arguments: files or file::test ids (relative to the repository root), -k
+
+    @property
+    def module(self) -> str:
+        return self.path.removesuffix(".py").replace("/", ".")
+
+
+_TOOLS = ("tests/toolcalls/test_toolrules.py", "tests/toolcalls/test_toolargs.py")
+_COUNTERS = ("tests/limits/test_counters.py",)
+_MEMORY = (*_COUNTERS, "-k", "not redis")  # the tests run once per store: each store needs only its own
+_REDIS = (*_COUNTERS, "-k", "not memory")
+_AUDIT = ("tests/audit/test_audit_chain.py", "tests/audit/test_audit_retention.py")
+
+TARGETS: tuple[Target, ...] = (
+    Target("toolrules_engine", "gateway/toolcalls/engine.py", _TOOLS),
+    Target("toolrules_rules", "gateway/toolcalls/rules.py", _TOOLS),
+    Target("counters", "gateway/limits/counters.py", _MEMORY),  # the shared rules: either store exercises them
+    Target("counters_memory", "gateway/limits/counters_memory.py", _MEMORY),
+    Target("counters_redis", "gateway/limits/counters_redis.py", _REDIS),
+    Target("budget", "gateway/limits/budget.py", ("tests/limits/test_budgets.py",)),
+    Target("injection", "gateway/checks/injection.py", ("tests/checks/test_injection.py",)),
+    Target("audit_chain", "gateway/audit/chain.py", _AUDIT),
+    Target("audit_retention", "gateway/audit/retention.py", ("tests/audit/test_audit_retention.py",)),
+    Target("approvals", "gateway/approvals/service.py", ("tests/approvals/test_review_findings.py",)),
+    # Another engineer is changing these four and their tests: they run last, after the others.
+    Target("streamguard", "gateway/policy/streamguard.py", ("tests/test_hot_path.py",)),
+    Target("secrets", "gateway/checks/secrets.py", ("tests/checks/test_secrets.py",)),
+    Target("pii", "gateway/checks/pii.py", ("tests/checks/test_pii.py",)),
+    Target("pii_formats", "gateway/checks/pii_formats.py", ("tests/checks/test_pii.py",)),
+)
+
+
+def get_target(name: str) -> Target:
+    """The target called `name`; raises KeyError listing the known names."""
+    for target in TARGETS:
+        if target.name == name:
+            return target
+    raise KeyError(f"unknown module {name!r}; known: {', '.join(t.name for t in TARGETS)}")

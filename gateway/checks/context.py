@@ -15,6 +15,7 @@ import orjson
 
 from gateway.calls.context import CallContext
 from gateway.checks.base import Check, Finding
+from gateway.checks.injection_classifier import InjectionClassifierCheck
 from gateway.checks.registry import BUILTIN_CHECKS, load_entry_point_check
 
 
@@ -129,6 +130,7 @@ CONTEXT_CHECKS: dict[str, type] = {
     "max_tokens": MaxTokensCheck,
     "json_output": JsonOutputCheck,
     "webhook": WebhookCheck,
+    "injection_classifier": InjectionClassifierCheck,
 }
 
 

@@ -23,9 +23,9 @@ install: $(VENV)/.installed
 serve: install
 	$(VENV)/bin/gateway serve --config $(CONFIG) --host $(HOST) --port $(PORT)
 
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: install
-	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check gateway tests bench tools

@@ -89,17 +89,20 @@ class LocalEncoder:
 
         model = self._in_worker()
         transformer, tokenizer = model[0].auto_model, model.tokenizer
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like lengths: little padding
         rows = []
         with torch.inference_mode():
             for start in range(0, len(texts), 32):
                 batch = tokenizer(
-                    list(texts[start : start + 32]), padding=True, truncation=True, max_length=self.max_tokens,
-                    return_tensors="pt",
+                    [texts[i] for i in order[start : start + 32]], padding=True, truncation=True,
+                    max_length=self.max_tokens, return_tensors="pt",
                 )  # fmt: skip
                 states = transformer(**batch, output_hidden_states=True).hidden_states[1:]
                 mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
                 rows.append(torch.cat([(hidden * mask).sum(1) / mask.sum(1) for hidden in states], -1).numpy())
-        return np.concatenate(rows)
+        features = np.empty((len(texts), rows[0].shape[1]), dtype=rows[0].dtype) if rows else np.empty((0, 0))
+        features[order] = np.concatenate(rows) if rows else features
+        return features
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, [CLS] and [SEP] included (what the model's window holds)."""

@@ -88,6 +88,7 @@ import asyncio, sys, httpx
 from gateway.app import create_app
 import yaml
 from gateway.config import parse_config
+
 shipped = yaml.safe_load(open({str(root / "gateway.yaml")!r}))
 config = parse_config({{**shipped, "database_url": "sqlite:///{tmp_path}/g.db", "spool_dir": "{tmp_path}/spool",
     "policies": {str(root / "policies")!r}, "master_key": "sk-test-master-0123456789"}},

@@ -71,3 +71,19 @@ class ServedGateway:
         log = getattr(self, "_log", None)
         if log is not None and not log.closed:
             log.close()
+
+
+def write_config(folder: Path, upstream_url: str, extra: str = "") -> Path:
+    """A served gateway's config in `folder`: model gpt-test on the fake upstream, its own database and spool."""
+    config = folder / "gateway.yaml"
+    config.write_text(
+        f"""
+models:
+  - name: gpt-test
+    model: openai/gpt-4o-mini
+    api_base: {upstream_url}
+database_url: sqlite:///{folder / "gateway.db"}
+spool_dir: {folder / "spool"}
+{extra}"""
+    )
+    return config

@@ -20,7 +20,7 @@ import pytest
 from tests.approvals.conftest import TOOLS, text_reply, tool_call, tool_reply
 from tests.conftest import AUTH, MASTER_KEY
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.servers import ServedGateway
+from tests.servers import ServedGateway, write_config
 
 POLICY = """
 name: agents
@@ -58,18 +58,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, upstream_server: FakeUpstre
     folder = tmp_path_factory.mktemp("agents")
     (folder / "policies").mkdir()
     (folder / "policies" / "agents.yaml").write_text(POLICY)
-    config = folder / "gateway.yaml"
-    config.write_text(
-        f"""
-models:
-  - name: gpt-test
-    model: openai/gpt-4o-mini
-    api_base: {upstream_server.base_url}
-database_url: sqlite:///{folder / "gateway.db"}
-spool_dir: {folder / "spool"}
-policies: {folder / "policies"}
-approvals: {{sweep_interval_s: 0.2}}
-"""
+    config = write_config(
+        folder,
+        upstream_server.base_url,
+        f"policies: {folder / 'policies'}\napprovals: {{sweep_interval_s: 0.2}}\n",
     )
     served = Served(ServedGateway(config).start(), folder)
     served.agent, served.agent_id = served.key("refund-agent", "member")

@@ -9,29 +9,14 @@ import orjson
 
 from tests.conftest import AUTH, chat
 from tests.fake_upstream import FakeUpstream
-from tests.servers import ServedGateway
-
-
-def served_config(folder: Path, upstream: FakeUpstream) -> Path:
-    config = folder / "gateway.yaml"
-    config.write_text(
-        f"""
-models:
-  - name: gpt-test
-    model: openai/gpt-4o-mini
-    api_base: {upstream.base_url}
-database_url: sqlite:///{folder / "gateway.db"}
-spool_dir: {folder / "spool"}
-"""
-    )
-    return config
+from tests.servers import ServedGateway, write_config
 
 
 def test_served_gateway_writes_every_line_as_json_to_stderr_and_one_per_request(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
     # Over 0.5 s: starts a real server (the logging setup is applied by uvicorn in the served process).
-    server = ServedGateway(served_config(tmp_path, upstream)).start()
+    server = ServedGateway(write_config(tmp_path, upstream.base_url)).start()
     try:
         r = httpx.post(f"{server.url}/v1/chat/completions", headers=AUTH, json=chat("gpt-test", "zebra-4242"))
         assert r.status_code == 200

@@ -151,6 +151,14 @@ class UpstreamError(GatewayError):
     retryable = True
 
 
+class ModelUnavailable(UpstreamError):
+    """A model served in process cannot load here (its optional packages are not installed)."""
+
+    status_code = 503
+    code = "model_unavailable"
+    retryable = False
+
+
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "provider_timeout"

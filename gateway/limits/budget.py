@@ -42,10 +42,13 @@ class BudgetHook(BaseHook):
         key = ctx.principal.key if ctx.principal else None
         if key is None or not key.budgets:
             return
+        # Set before the round trip: a call cancelled while the store answers may already hold a reservation, and
+        # on_error must release it (releasing a hold that was never booked books nothing).
+        ctx.reserved = True
         refusal = await self.counters.reserve(ctx.request_id, key.budgets, self.worst_case(ctx), now=datetime.now(UTC))
         if refusal is not None:
+            ctx.reserved = False
             raise BudgetExceeded(refusal_message(refusal))
-        ctx.reserved = True
 
     async def after_response(self, ctx: CallContext, reply: Reply | None) -> None:
         if ctx.reserved:

@@ -295,3 +295,31 @@ async def test_calls_outside_any_budget_are_answered_and_book_nothing(
     assert r.status_code == 200, r.text
     budgets = (await client.get("/admin/budgets", headers=AUTH)).json()["data"]
     assert [(b["spent"], b["reserved"]) for b in budgets] == ([(0.0, 0.0)] if budget is not None else [])
+
+
+async def test_a_call_cancelled_while_its_reservation_is_answered_releases_it(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # The store books the hold, then its answer is slow to come back (a Redis round trip); the client leaves then.
+    secret = await new_key(client, budget=1.0)
+    counters = app.state.services.counters
+    reserve, booked = counters.reserve, asyncio.Event()
+
+    async def slow_answer(*args: object, **kwargs: object) -> object:
+        refusal = await reserve(*args, **kwargs)
+        booked.set()
+        await asyncio.sleep(60)
+        return refusal
+
+    counters.reserve = slow_answer
+    body = chat("priced", "hi", max_tokens=5)
+    call = asyncio.create_task(
+        client.post("/v1/chat/completions", headers={"authorization": f"Bearer {secret}"}, json=body)
+    )
+    await booked.wait()
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+
+    budgets = (await client.get("/admin/budgets", headers=AUTH)).json()["data"]
+    assert [(b["spent"], b["reserved"]) for b in budgets] == [(0.0, 0.0)]  # not $0.005 held for 15 minutes

@@ -237,3 +237,10 @@ def test_pii_ipv6_candidates(pii: PIICheck, text: str, expected: list[tuple[str,
 )
 def test_pii_phone_length_rules(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
     assert found(pii, text) == expected
+
+
+def test_pii_unknown_phone_region_is_refused() -> None:
+    # "UK" is not ISO 3166 (GB is): accepted silently, it made every UK national number go unreported.
+    with pytest.raises(ValueError, match="unknown phone_regions \\['UK'\\]; use ISO 3166 codes"):
+        PIICheck(phone_regions=["US", "uk"])
+    assert found(PIICheck(phone_regions=["gb"]), "on 020 7946 0958.") == [("phone", "020 7946 0958")]

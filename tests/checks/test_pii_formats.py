@@ -104,9 +104,9 @@ IBAN_REGISTRY = (
 ).split()
 
 
-def iban_of_length(country: str, length: int) -> str:
-    """A `length`-character IBAN for `country` with a correct mod-97 check number (digits for the BBAN)."""
-    bban = ("1234567890" * 4)[: length - 4]
+def iban_of_length(country: str, length: int, *, bban: str = "1234567890" * 4) -> str:
+    """A `length`-character IBAN for `country` with a correct mod-97 check number."""
+    bban = bban[: length - 4]
     numeric = "".join(str(int(ch, 36)) for ch in bban + country + "00")
     return f"{country}{98 - int(numeric) % 97:02d}{bban}"
 
@@ -117,3 +117,60 @@ def test_iban_is_reported_only_at_its_countrys_length(entry: str) -> None:
     ibans = PIICheck(kinds=["iban"])
     reported = [n for n in (length - 1, length, length + 1) if found(ibans, f"iban {iban_of_length(country, n)} ok")]
     assert reported == [length]
+
+
+def test_iban_with_letters_up_to_z_is_reported() -> None:
+    iban = iban_of_length("GB", 22, bban="WZYZ12345698765432")  # Z is 35, the last base-36 digit
+    assert found(PIICheck(kinds=["iban"]), f"pay {iban} now") == [("iban", iban)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ssn 001-01-0001", [("us_ssn", "001-01-0001")]),  # the lowest issuable area, group and serial
+        ("ssn 000-12-3456", []),  # area 000 is never issued
+        ("ssn 665-12-3456", [("us_ssn", "665-12-3456")]),
+        ("ssn 666-12-3456", []),
+        ("ssn 667-12-3456", [("us_ssn", "667-12-3456")]),
+        ("ssn 123-00-4567", []),
+        ("ssn 123-45-0000", []),
+        ("ssn 123-01-0001", [("us_ssn", "123-01-0001")]),
+    ],
+)
+def test_ssn_area_group_and_serial_rules(text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(PIICheck(kinds=["us_ssn"]), text) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "reported"),
+    [
+        ("81.2.69.160", True),
+        ("10.0.0.5", True),  # private: a company's host
+        ("169.254.10.20", True),  # link-local
+        ("127.0.0.1", False),  # loopback
+        ("0.0.0.0", False),  # unspecified
+        ("224.0.0.251", False),  # multicast (mDNS)
+        ("240.0.0.1", False),  # reserved
+        ("255.255.255.0", False),  # a netmask, reserved
+        ("2001:db8::1", True),
+        ("fe80::1", True),
+        ("ff02::1", False),  # multicast
+        ("::", False),
+    ],
+)
+def test_ip_infrastructure_constants_are_not_personal(address: str, reported: bool) -> None:
+    assert bool(found(PIICheck(kinds=["ipv4", "ipv6"]), f"host {address} seen")) is reported
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call +683 4002 now", []),  # 7 digits with the country code (valid in Niue): below the minimum of 8
+        ("call +0 123 456 789 now", []),  # no country code starts with 0: phonenumbers cannot parse it
+        ("call 00 0123 456 789 now", []),
+        ("see +1 212 055 0187 now", []),  # possible length, unallocated exchange: not without a phone word
+        ("call +1 212 055 0187 now", [("phone", "+1 212 055 0187")]),  # with one, a possible number counts
+    ],
+)
+def test_phone_international_numbers(text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(PIICheck(kinds=["phone"]), text) == expected

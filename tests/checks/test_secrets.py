@@ -125,7 +125,8 @@ BEARER = "reGqwKKHL9iSc6J5Xg3mXBOKOgxYsYYp"
 
 
 def test_secrets_parameter_errors_name_the_bad_value() -> None:
-    with pytest.raises(ValueError, match=r"^unknown secret kinds \['ssh_password'\]; expected some of \['anthropic_key'"):
+    expected = r"^unknown secret kinds \['ssh_password'\]; expected some of \['anthropic_key'"
+    with pytest.raises(ValueError, match=expected):
         SecretsCheck(kinds=["ssh_password"])
     for bad in (-0.5, 8.5):
         with pytest.raises(ValueError, match=f"^min_entropy must be between 0 and 8 bits per character, got {bad}$"):
@@ -145,7 +146,9 @@ def test_secrets_parameter_errors_name_the_bad_value() -> None:
         ('password: "rMt#Tmv7Yl1RYQ"', "generic_secret", "secret assignment"),
     ],
 )
-def test_secrets_finding_names_its_check_kind_and_detail(secrets: SecretsCheck, text: str, kind: str, detail: str) -> None:
+def test_secrets_finding_names_its_check_kind_and_detail(
+    secrets: SecretsCheck, text: str, kind: str, detail: str
+) -> None:
     assert [(f.check, f.kind, f.detail) for f in secrets.scan(text)] == [("secrets", kind, detail)]
 
 

@@ -224,11 +224,13 @@ def test_secrets_assignment_value_rules(text: str, expected: list[str]) -> None:
         ("abc1234abc1234ab", False),  # 7 distinct
         ("abcde12345abcde12345abcd", True),  # 24 characters: 10 distinct suffice
         ("abcd12345abcd12345abcd12", False),  # 9 distinct
-        (f"{BEARER[:-1]}X", True),
+        (f"{BEARER[:-1]}X", True),  # only the trailing "." is dropped
+        ("Ab1Cd2Ef", True),  # 8 characters once the dots are dropped: the shortest
+        ("Ab1Cd2E", False),
     ],
 )
 def test_secrets_bearer_token_needs_enough_distinct_characters(token: str, reported: bool) -> None:
-    text = f"Authorization: Bearer {token}."
+    text = f"Authorization: Bearer {token}{'.' * max(1, 16 - len(token))}"  # the pattern takes 16 or more
     expected = [("bearer_token", token)] if reported else []
     assert found(SecretsCheck(kinds=["bearer_token"], min_entropy=0), text) == expected
 

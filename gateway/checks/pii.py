@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from gateway.checks.base import Finding
 from gateway.checks.pii_formats import (
     IBAN_LENGTHS,
+    PHONE_REGIONS,
     is_card_number,
     is_iban,
     is_personal_ip,
@@ -78,7 +79,7 @@ class PIICheck:
         kinds: the kinds to report, any of ``email, phone, credit_card, iban, us_ssn, ipv4, ipv6``;
             default all.
         phone_regions: ISO 3166 regions tried, in order, for phone numbers written without ``+``/``00``;
-            default ``["US", "GB", "DE", "FR"]``.
+            default ``["US", "GB", "DE", "FR"]``; a code phonenumbers does not know (``UK``) is refused.
 
     Rules, in brief (the labelled set in tests/checks/data/pii.yaml pins them down):
         email: RFC-ish local part, dotted domain with an alphabetic TLD; not ``git@host:repo``
@@ -107,6 +108,9 @@ class PIICheck:
             raise ValueError("kinds is empty; leave it out to detect every PII kind")
         self.kinds = chosen
         self.phone_regions = tuple(region.upper() for region in phone_regions)
+        unknown_regions = [region for region in self.phone_regions if region not in PHONE_REGIONS]
+        if unknown_regions:
+            raise ValueError(f"unknown phone_regions {unknown_regions}; use ISO 3166 codes such as GB (not UK)")
         self._memo: dict[tuple[str, object], bool] = {}
         if "phone" in chosen:
             warm_phone_metadata(self.phone_regions)

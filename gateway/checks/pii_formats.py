@@ -107,6 +107,7 @@ _SEPARATORS = re.compile(r"[ .()\-\u00a0\u202f]")
 _NANP = re.compile(r"\(?[2-9]\d{2}\)?[ .\-]?[2-9]\d{2}[ .\-]\d{4}")
 _TRUNK_GROUPED = re.compile(r"\(?0\d{1,4}\)?(?:[ .\-/]\d{2,8}){1,5}")
 _NANP_LOCAL = re.compile(r"[2-9]\d{2}-\d{4}")
+PHONE_REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)  # ISO 3166 codes with a numbering plan
 
 
 def warm_phone_metadata(regions: Sequence[str]) -> None:

@@ -237,3 +237,22 @@ def test_pii_ipv6_candidates(pii: PIICheck, text: str, expected: list[tuple[str,
 )
 def test_pii_phone_length_rules(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
     assert found(pii, text) == expected
+
+
+def test_pii_unknown_phone_region_is_refused() -> None:
+    # "UK" is not ISO 3166 (GB is): accepted silently, it made every UK national number go unreported.
+    with pytest.raises(ValueError, match="unknown phone_regions \\['UK'\\]; use ISO 3166 codes"):
+        PIICheck(phone_regions=["US", "uk"])
+    assert found(PIICheck(phone_regions=["gb"]), "on 020 7946 0958.") == [("phone", "020 7946 0958")]
+
+
+def test_pii_parameter_errors_say_what_is_expected() -> None:
+    with pytest.raises(ValueError, match=r"^unknown PII kinds \['passport'\]; expected some of \['credit_card', "):
+        PIICheck(kinds=["passport"])
+    with pytest.raises(ValueError, match="^kinds is empty; leave it out to detect every PII kind$"):
+        PIICheck(kinds=[])
+
+
+@pytest.mark.parametrize("text", ["ref X4111111111111111 ok", "host id10.0.0.5 up", "ref X+44 20 7946 0958"])
+def test_pii_numbers_glued_to_a_word_are_identifiers(pii: PIICheck, text: str) -> None:
+    assert found(pii, text) == []

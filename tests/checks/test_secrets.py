@@ -117,3 +117,148 @@ def test_secrets_offsets_survive_characters_that_lower_to_two(secrets: SecretsCh
 def test_shannon_entropy_of_uniform_and_constant_strings() -> None:
     assert shannon_entropy("aaaa") == 0
     assert shannon_entropy("abcd") == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------ rules pinned one by one (issue 21)
+AWS_SECRET = "eAbP0VxNjAe+9i0mYtluYI0KN1gNT11cUzYZAa3u"
+BEARER = "reGqwKKHL9iSc6J5Xg3mXBOKOgxYsYYp"
+
+
+def test_secrets_parameter_errors_name_the_bad_value() -> None:
+    expected = r"^unknown secret kinds \['ssh_password'\]; expected some of \['anthropic_key'"
+    with pytest.raises(ValueError, match=expected):
+        SecretsCheck(kinds=["ssh_password"])
+    for bad in (-0.5, 8.5):
+        with pytest.raises(ValueError, match=f"^min_entropy must be between 0 and 8 bits per character, got {bad}$"):
+            SecretsCheck(min_entropy=bad)
+    assert found(SecretsCheck(min_entropy=0), f"token={GITHUB}") == [("github_token", GITHUB)]
+    assert found(SecretsCheck(min_entropy=8), f"token={GITHUB}") == [("github_token", GITHUB)]  # formats need none
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "detail"),
+    [
+        (f"key {GITHUB}", "github_token", "github token (ghp_...)"),
+        ("-----BEGIN RSA PRIVATE KEY-----\nSjmni7EXMnYmui9uVa1mHQnUWh+o7DX", "private_key", "rsa private key block"),
+        ("-----BEGIN PRIVATE KEY-----\nSjmni7EXMnYmui9uVa1mHQnUWh+o7DX", "private_key", "pkcs8 private key block"),
+        (f"aws_secret_access_key = {AWS_SECRET}", "aws_secret_key", "AWS secret access key"),
+        (f"Authorization: Bearer {BEARER}", "bearer_token", "bearer token"),
+        ('password: "rMt#Tmv7Yl1RYQ"', "generic_secret", "secret assignment"),
+    ],
+)
+def test_secrets_finding_names_its_check_kind_and_detail(
+    secrets: SecretsCheck, text: str, kind: str, detail: str
+) -> None:
+    assert [(f.check, f.kind, f.detail) for f in secrets.scan(text)] == [("secrets", kind, detail)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"{GITHUB} leaked", [("github_token", GITHUB)]),  # at the very start
+        (f"id x{GITHUB}", []),  # glued to a word: part of another identifier
+        (f"id my_{GITHUB}", []),
+        (f"id my-{GITHUB}", []),
+        ("key AKIAQWERTYUIOPASDFGHJ", []),  # 18 characters after AKIA: not an access key id
+        ("key AKIAQWERTYUIOPASDFGH", [("aws_access_key", "AKIAQWERTYUIOPASDFGH")]),  # no digit: still the format
+    ],
+)
+def test_secrets_format_boundaries(secrets: SecretsCheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(secrets, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"AWS secret_key = {AWS_SECRET}", [("aws_secret_key", AWS_SECRET)]),  # "aws" nearby
+        (f"secret access key: {AWS_SECRET}", [("aws_secret_key", AWS_SECRET)]),  # "access" in the name
+        (f"secret_key = {AWS_SECRET}", [("generic_secret", AWS_SECRET)]),  # neither: only an assignment
+        (f"aws{' ' * 37}secret_key = {AWS_SECRET}", [("aws_secret_key", AWS_SECRET)]),  # 40 characters before
+        (f"aws{' ' * 38}secret_key = {AWS_SECRET}", [("generic_secret", AWS_SECRET)]),  # 41: too far
+    ],
+)
+def test_secrets_aws_secret_key_needs_aws_or_access_nearby(
+    secrets: SecretsCheck, text: str, expected: list[tuple[str, str]]
+) -> None:
+    assert found(secrets, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "value", "kind"),
+    [
+        ("aws_secret_access_key = {}", AWS_SECRET, "aws_secret_key"),
+        ("Authorization: Bearer {}", BEARER, "bearer_token"),
+        ('password: "{}"', "rMt#Tmv7Yl1RYQ", "generic_secret"),
+    ],
+)
+def test_secrets_min_entropy_is_inclusive(template: str, value: str, kind: str) -> None:
+    text = template.format(value)
+    at = shannon_entropy(value)
+    assert found(SecretsCheck(min_entropy=at), text) == [(kind, value)]
+    assert found(SecretsCheck(min_entropy=at + 0.01), text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('password: "aB3$eF7!"', ["aB3$eF7!"]),  # 8 characters: the shortest
+        ('password: "aB3$eF7"', []),
+        ('password: "rMt7Tmv7Yl1RYQ"', ["rMt7Tmv7Yl1RYQ"]),  # 3 character classes
+        ('password: "rmt7tmv7yl1ryq"', []),  # 2, and shorter than 20
+        ('password: "a1b2c3d4e5f6g7h8i9j0"', ["a1b2c3d4e5f6g7h8i9j0"]),  # 2, but 20 long
+        ('password: "a1b2c3d4e5f6g7h8i9j"', []),
+        ("password=Db_Passw0rd_Main", []),  # unquoted identifier with an underscore: a variable
+        ('password="Db_Passw0rd_Main"', ["Db_Passw0rd_Main"]),  # quoted: a value
+        ("password=KqvXzmWpLrTsBnHgFdCa", []),  # unquoted identifier without digits: a variable
+        ("password=Kq8vXzmWpLrTsBnHgFdC", ["Kq8vXzmWpLrTsBnHgFdC"]),  # with digits: generated
+    ],
+)
+def test_secrets_assignment_value_rules(text: str, expected: list[str]) -> None:
+    assert [v for _, v in found(SecretsCheck(kinds=["generic_secret"], min_entropy=0), text)] == expected
+
+
+@pytest.mark.parametrize(
+    ("token", "reported"),
+    [
+        ("abcd1234abcd1234", True),  # 16 characters, 8 distinct: half
+        ("abc1234abc1234ab", False),  # 7 distinct
+        ("abcde12345abcde12345abcd", True),  # 24 characters: 10 distinct suffice
+        ("abcd12345abcd12345abcd12", False),  # 9 distinct
+        (f"{BEARER[:-1]}X", True),  # only the trailing "." is dropped
+        ("Ab1Cd2Ef", True),  # 8 characters once the dots are dropped: the shortest
+        ("Ab1Cd2E", False),
+    ],
+)
+def test_secrets_bearer_token_needs_enough_distinct_characters(token: str, reported: bool) -> None:
+    text = f"Authorization: Bearer {token}{'.' * max(1, 16 - len(token))}"  # the pattern takes 16 or more
+    expected = [("bearer_token", token)] if reported else []
+    assert found(SecretsCheck(kinds=["bearer_token"], min_entropy=0), text) == expected
+
+
+@pytest.mark.parametrize(
+    ("token", "reported"),
+    [
+        ("eyJhbGciOiJub25lIn0.eyJzdWIiOiJmYzJDRW1uVSIsIm4iOiJKIn0.", True),  # header needs "=" padding
+        ("eyJhbGciOiJIUzI1NiI.eyJzdWIiOiJmYzJDRW1uVSIsIm4iOiJKIn0.sig", False),  # header is not JSON
+    ],
+)
+def test_secrets_jwt_header_must_decode(secrets: SecretsCheck, token: str, reported: bool) -> None:
+    assert found(secrets, f"jwt {token} ok") == ([("jwt", token)] if reported else [])
+
+
+def test_secrets_upper_case_trigger_after_a_character_that_lowers_to_two(secrets: SecretsCheck) -> None:
+    text = f"İstanbul: Authorization: Bearer {BEARER}"
+    assert found(secrets, text) == [("bearer_token", BEARER)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f'token="{GITHUB} (rotated)"', [("github_token", GITHUB)]),  # a format inside a longer assignment
+        (f"{GITHUB} {OPENAI}", [("github_token", GITHUB), ("openai_key", OPENAI)]),  # adjacent: both kept
+    ],
+)
+def test_secrets_overlapping_findings_keep_the_specific_one(
+    secrets: SecretsCheck, text: str, expected: list[tuple[str, str]]
+) -> None:
+    assert found(secrets, text) == expected

@@ -17,7 +17,7 @@ class Target:
 
 
 _TOOLS = ("tests/toolcalls/test_toolrules.py", "tests/toolcalls/test_toolargs.py")
-_COUNTERS = ("tests/limits/test_counters.py",)
+_COUNTERS = ("tests/limits/test_counters.py", "tests/limits/test_rate_windows.py")
 _MEMORY = (*_COUNTERS, "-k", "not redis")  # the tests run once per store: each store needs only its own
 _REDIS = (*_COUNTERS, "-k", "not memory")
 _PII = ("tests/checks/test_pii.py", "tests/checks/test_pii_formats.py")

@@ -112,7 +112,9 @@ class LocalEncoder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, [CLS] and [SEP] included (what the model's window holds)."""
         tokenizer = self._loaded().tokenizer
-        return [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True, truncation=False)["input_ids"]]
+        # verbose=False: counting a text longer than the window is the point here, not a mistake to warn about
+        encoded = tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
 
     async def aencode(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.encode, texts)

@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     # capabilities: each owns one thing, with its stage, store and CLI
     {"identity", "limits", "checks", "policy", "toolcalls", "approvals", "audit", "usage", "prompts", "telemetry"},
     # surfaces and wiring
-    {"services", "tasks", "routers", "app", "cli", "middleware", "httpserver", "allocator", "__main__"},
+    {"services", "tasks", "routers", "app", "cli", "middleware", "httpserver", "allocator", "__main__", "evals"},
 ]
 RANK = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
 

@@ -20,6 +20,7 @@ from gateway.audit.log import AuditLog
 from gateway.calls.caller import Period
 from gateway.checks.context import build_check
 from gateway.config import GatewayConfig
+from gateway.evals.store import EvalRunStore
 from gateway.identity.auth import Authenticator, AuthHook
 from gateway.identity.keycache import KeyCache
 from gateway.identity.keys import KeyService
@@ -81,6 +82,7 @@ class Services:
     webhooks: WebhookNotifier
     prompts: PromptStore
     prompt_registry: PromptRegistry
+    eval_runs: EvalRunStore
     pipeline: Pipeline
     started_at: int
     telemetry: Telemetry
@@ -214,6 +216,7 @@ async def build_services(
             webhooks=webhooks,
             prompts=prompt_registry.store,
             prompt_registry=prompt_registry,
+            eval_runs=EvalRunStore(db),
             pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
             started_at=int(time.time()),
             telemetry=telemetry,

@@ -48,7 +48,7 @@ def target_counts(result: RunResult, target: TargetRef) -> tuple[str, float, dic
     return status, pass_rate, counts
 
 
-def summary(rows: Sequence[EvalRun]) -> dict[str, object]:
+def run_summary(rows: Sequence[EvalRun]) -> dict[str, object]:
     """One run as the list shows it (everything but the case results), from its rows."""
     first = rows[0]
     return {
@@ -123,6 +123,14 @@ class EvalRunStore:
             raise EvalRunNotFound(f"No eval run {run_id!r}; GET /admin/evals/runs lists them.", param="run_id")
         return found
 
+    async def describe(self, run_id: str) -> dict[str, object]:
+        """The run's summary, as `list` gives it; raises EvalRunNotFound (404)."""
+        async with self.db.session() as session:
+            rows = (await session.exec(select(EvalRun).where(EvalRun.run_id == run_id))).all()
+        if not rows:
+            raise EvalRunNotFound(f"No eval run {run_id!r}; GET /admin/evals/runs lists them.", param="run_id")
+        return run_summary(sorted(rows, key=lambda r: r.result is None))
+
     async def list(
         self,
         *,
@@ -158,7 +166,7 @@ class EvalRunStore:
         by_run: dict[str, list[EvalRun]] = {}
         for row in rows:
             by_run.setdefault(row.run_id, []).append(row)
-        data = [summary(sorted(by_run[run_id], key=lambda r: r.result is None)) for run_id in ids[:limit]]
+        data = [run_summary(sorted(by_run[run_id], key=lambda r: r.result is None)) for run_id in ids[:limit]]
         return data, len(ids) > limit
 
     async def passing_run(

@@ -16,17 +16,13 @@ from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.errors import Conflict, EvalRunNotFound, InvalidRequest
 from gateway.evals.result import RunResult, TargetRef, parse_result
 from gateway.storage.db import Database
 from gateway.storage.tables import EvalRun
 
 TargetKind = Literal["prompt", "model"]
 MAX_LIST = 200
-
-
-class EvalRunNotFound(NotFound):
-    code = "eval_run_not_found"
 
 
 def target_counts(result: RunResult, target: TargetRef) -> tuple[str, float, dict[str, int]]:

@@ -72,3 +72,25 @@ async def test_a_call_recorded_by_another_process_is_waited_for(client: httpx.As
     assert r.status_code == 404
     r = await client.get("/admin/calls/req_unknown", headers=AUTH, params={"wait_ms": 60_000})
     assert r.status_code == 400 and r.json()["error"]["param"] == "wait_ms"
+
+
+async def test_calls_of_an_eval_run_are_tagged_and_reported_apart(client: httpx.AsyncClient) -> None:
+    tagged = {**AUTH, "x-gateway-eval-run": "evr_0123456789abcdef0123456789"}
+    r = await client.post("/v1/chat/completions", headers=tagged, json=chat("demo", "hello"))
+    assert r.status_code == 200
+    await client.post("/v1/chat/completions", headers=AUTH, json=chat("demo", "not in the run"))
+    call = (await client.get(f"/admin/calls/{r.headers['x-request-id']}", headers=AUTH)).json()
+    assert call["eval_run_id"] == "evr_0123456789abcdef0123456789"
+    report = await client.get(
+        "/admin/usage", headers=AUTH, params={"eval_run_id": call["eval_run_id"], "group_by": "model"}
+    )
+    assert [(row["group"], row["requests"]) for row in report.json()["data"]] == [("demo", 1)]
+    everything = await client.get("/admin/usage", headers=AUTH, params={"group_by": "model"})
+    assert [(row["group"], row["requests"]) for row in everything.json()["data"]] == [("demo", 2)]
+
+
+@pytest.mark.parametrize("value", ["", "evr 1", "x" * 65, "evr_1;drop"])
+async def test_a_malformed_eval_run_header_is_a_400(client: httpx.AsyncClient, value: str) -> None:
+    r = await client.post("/v1/chat/completions", headers={**AUTH, "x-gateway-eval-run": value}, json=chat("demo"))
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "x-gateway-eval-run" and r.json()["error"]["type"] == "invalid_request_error"

@@ -128,3 +128,11 @@ async def test_forcing_a_gated_move_needs_an_admin_and_a_reason(client: httpx.As
     (record,) = await moves(app)
     assert record.outcome == "forced" and record.reason == "incident 42: the suite's judge is down"
     assert record.details["forced_reason"] == record.reason and "eval_run_id" not in record.details
+
+
+def test_the_cli_refuses_force_without_a_reason_before_asking_the_gateway() -> None:
+    from gateway.cli import main
+
+    argv = ["prompts", "label", "support-triage", "production", "2", "--force", "--url", "http://127.0.0.1:9"]
+    with pytest.raises(SystemExit, match="--force needs --reason"):
+        main([*argv, "--key", "sk-any"])

@@ -14,6 +14,7 @@ from typing import Literal
 import orjson
 from sqlalchemy import and_, or_
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from gateway.errors import Conflict, EvalRunNotFound, InvalidRequest
@@ -45,7 +46,7 @@ def target_counts(result: RunResult, target: TargetRef) -> tuple[str, float, dic
 
 
 def run_summary(rows: Sequence[EvalRun]) -> dict[str, object]:
-    """One run as the list shows it (everything but the case results), from its rows."""
+    """One run as the list shows it (everything but the case results), from its rows in target order."""
     first = rows[0]
     return {
         "id": first.run_id,
@@ -89,7 +90,7 @@ class EvalRunStore:
         for i, target in enumerate(result.targets):
             status, pass_rate, counts = target_counts(result, target)
             rows.append(EvalRun(
-                run_id=result.run_id, target_id=target.id, suite_name=result.suite.name,
+                run_id=result.run_id, target_id=target.id, position=i, suite_name=result.suite.name,
                 suite_path=result.suite.path, suite_sha256=result.suite.sha256, target_kind=target.kind,
                 prompt_id=target.prompt_id, prompt_version=target.prompt_version, model=target.model,
                 git_commit=result.git_commit, status=status, run_status=result.status, pass_rate=pass_rate,
@@ -121,11 +122,12 @@ class EvalRunStore:
 
     async def describe(self, run_id: str) -> dict[str, object]:
         """The run's summary, as `list` gives it; raises EvalRunNotFound (404)."""
+        query = select(EvalRun).options(defer(col(EvalRun.result))).where(EvalRun.run_id == run_id)
         async with self.db.session() as session:
-            rows = (await session.exec(select(EvalRun).where(EvalRun.run_id == run_id))).all()
+            rows = (await session.exec(query.order_by(col(EvalRun.position)))).all()
         if not rows:
             raise EvalRunNotFound(f"No eval run {run_id!r}; GET /admin/evals/runs lists them.", param="run_id")
-        return run_summary(sorted(rows, key=lambda r: r.result is None))
+        return run_summary(rows)
 
     async def list(
         self,
@@ -157,12 +159,12 @@ class EvalRunStore:
                 runs = runs.where(or_(older, and_(col(EvalRun.created_at) == cursor, col(EvalRun.run_id) < before)))
             page = runs.order_by(col(EvalRun.created_at).desc(), col(EvalRun.run_id).desc()).limit(limit + 1)
             ids = [run_id for run_id, _ in (await session.exec(page)).all()]
-            query = select(EvalRun).where(col(EvalRun.run_id).in_(ids[:limit]))
-            rows = (await session.exec(query)).all()
+            query = select(EvalRun).options(defer(col(EvalRun.result))).where(col(EvalRun.run_id).in_(ids[:limit]))
+            rows = (await session.exec(query.order_by(col(EvalRun.position)))).all()
         by_run: dict[str, list[EvalRun]] = {}
         for row in rows:
             by_run.setdefault(row.run_id, []).append(row)
-        data = [run_summary(sorted(by_run[run_id], key=lambda r: r.result is None)) for run_id in ids[:limit]]
+        data = [run_summary(by_run[run_id]) for run_id in ids[:limit]]
         return data, len(ids) > limit
 
     async def passing_run(

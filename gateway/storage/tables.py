@@ -268,6 +268,7 @@ class EvalRun(SQLModel, table=True):
 
     run_id: str = Field(primary_key=True)
     target_id: str = Field(primary_key=True)
+    position: int  # the target's place in the run's list of targets
     suite_name: str
     suite_path: str
     suite_sha256: str = Field(index=True)  # of the suite file's bytes and then its dataset files' bytes

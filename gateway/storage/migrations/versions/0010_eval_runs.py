@@ -23,6 +23,7 @@ def upgrade() -> None:
         "eval_runs",
         sa.Column("run_id", sa.String(), primary_key=True),
         sa.Column("target_id", sa.String(), primary_key=True),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("suite_name", sa.String(), nullable=False),
         sa.Column("suite_path", sa.String(), nullable=False),
         sa.Column("suite_sha256", sa.String(), nullable=False),

@@ -86,6 +86,7 @@ class LocalEncoder:
         with self._load_lock:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package's files only, never the hub
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar on stderr
                 # OpenMP threads that wait for work sleep instead of spinning: a spinning team doubled the CPU of
                 # each encode (measured: 32 ms CPU for a 16 ms call) and took the core the event loop needs.
                 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -3,7 +3,7 @@
 - JSONL (`.jsonl`, `.ndjson`): one JSON object a line; blank lines are skipped; errors name the line.
 - CSV (`.csv`): a header row, then one row a line; every value is a string (an empty cell is "").
 - YAML (`.yaml`, `.yml`) or JSON (`.json`): a list of mappings; errors name the item's line.
-A row's `id` field (when present) is its case id; otherwise the id is `<file stem>-<8 hex of the sha256 of the row's
+A row's `id` field (when present and not empty) is its case id; otherwise the id is `<file stem>-<8 hex of the sha256 of the row's
 canonical JSON>`, so ids stay the same across runs for as long as the row does. Two rows with the same id, a file
 that is missing or has no rows, and a row that is not a mapping are errors.
 """
@@ -73,14 +73,14 @@ def _identify(stem: str, raw: list[tuple[int, object]]) -> list[Row]:
             raise DatasetError(f"a row must be a mapping of field: value, got {_kind(data)}", line)
         values = dict(data)
         given = values.pop(ID_FIELD, None)
-        if given is None:
+        if given is None or given == "":  # an empty cell of a CSV id column: no id
             case_id = row_id(stem, data)
         elif isinstance(given, str | int) and not isinstance(given, bool) and str(given).strip():
             case_id = str(given).strip()
         else:
             raise DatasetError(f"the id field must be a non-empty string or a number, got {_kind(given)}", line)
         if case_id in seen:
-            same = " (the rows are identical: give them an id field)" if given is None else ""
+            same = " (the rows are identical: give them an id field)" if not given else ""
             raise DatasetError(f"duplicate case id {case_id!r}, first at line {seen[case_id]}{same}", line)
         seen[case_id] = line
         rows.append(Row(line, case_id, values))

@@ -172,7 +172,9 @@ def parse_target(text: str) -> TargetRef:
     prompt_id, at, pin = text.removeprefix("prompt:").partition("@")
     if not re.fullmatch(PROMPT_ID, prompt_id):
         raise ValueError(f"target {text!r}: prompt id {prompt_id!r} is not a prompt id")
-    if pin.isdigit() and int(pin) >= 1:
+    if pin.isdigit():
+        if int(pin) < 1:
+            raise ValueError(f"target {text!r}: versions start at 1, and {pin!r} is neither a version nor a label")
         return TargetRef(id=text, kind="prompt", prompt_id=prompt_id, version=int(pin))
     if at and not re.fullmatch(LABEL, pin):
         raise ValueError(f"target {text!r}: {pin!r} is neither a version (1, 2, ...) nor a label")
@@ -358,6 +360,8 @@ def _message(error: Any, data: object) -> str:
         return "an assertion needs a type"
     if kind == "extra_forbidden":
         return "unknown field"
+    if kind == "string_pattern_mismatch":
+        return f"{error['input']!r} does not match {error.get('ctx', {}).get('pattern')}"
     return str(error["msg"]).removeprefix("Value error, ")
 
 

@@ -3,9 +3,9 @@
 - JSONL (`.jsonl`, `.ndjson`): one JSON object a line; blank lines are skipped; errors name the line.
 - CSV (`.csv`): a header row, then one row a line; every value is a string (an empty cell is "").
 - YAML (`.yaml`, `.yml`) or JSON (`.json`): a list of mappings; errors name the item's line.
-A row's `id` field (when present and not empty) is its case id; otherwise the id is `<file stem>-<8 hex of the sha256 of the row's
-canonical JSON>`, so ids stay the same across runs for as long as the row does. Two rows with the same id, a file
-that is missing or has no rows, and a row that is not a mapping are errors.
+A row's `id` field (when present and not empty) is its case id; otherwise the id is `<file stem>-<8 hex of the
+sha256 of the row's canonical JSON>`, so ids stay the same across runs for as long as the row does. Two rows with
+the same id, a file that is missing or has no rows, and a row that is not a mapping are errors.
 """
 
 from __future__ import annotations

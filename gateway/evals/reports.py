@@ -205,7 +205,7 @@ def to_markdown(result: dict[str, Any], comparison: dict[str, Any] | None = None
     lines = [f"## {ICONS.get(status, '')} Eval suite `{suite['name']}`: {status}", ""]
     lines.append(
         f"**{counts.get('passed', 0)} of {counts.get('total', 0)} passed**, {counts.get('failed', 0)} failed, "
-        f"{counts.get('errors', 0)} errors, {counts.get('skipped', 0)} skipped (pass rate "
+        f"{_plural(counts.get('errors', 0), 'error')}, {counts.get('skipped', 0)} skipped (pass rate "
         f"{100 * (result.get('pass_rate') or 0):.1f} %) · cost ${cost.get('target', 0):.4f} + judge "
         f"${cost.get('judge', 0):.4f} · run `{result.get('run_id', '?')}` · suite `{str(suite.get('sha256'))[:12]}`"
     )
@@ -251,6 +251,10 @@ def to_markdown(result: dict[str, Any], comparison: dict[str, Any] | None = None
     return "\n".join(lines) + "\n"
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _baseline_lines(comparison: dict[str, Any]) -> list[str]:
     lines = ["", f"### Against the baseline `{comparison.get('baseline_run_id')}`", ""]
     if comparison.get("suite_changed"):
@@ -261,7 +265,7 @@ def _baseline_lines(comparison: dict[str, Any]) -> list[str]:
         lines.append("")
     regressions, improvements = comparison.get("regressions") or [], comparison.get("improvements") or []
     lines.append(
-        f"**{len(regressions)} regressions**, {len(improvements)} newly passing, "
+        f"**{_plural(len(regressions), 'regression')}**, {len(improvements)} newly passing, "
         f"{len(comparison.get('new_cases') or [])} new (tolerance {comparison.get('tolerance', 0):g})"
     )
     lines += [f"- 🔻 {_md(change['message'])}" for change in regressions[:MAX_FAILURES]]

@@ -45,7 +45,10 @@ template:
   vars: {tone: calm}
   assert: [{type: icontains, value: "{{ expected }}"}]
 """
-ROWS = [{"id": "t-1", "text": "The printer is on fire", "expected": "fire"}, {"text": "Login fails", "expected": "login"}]
+ROWS = [
+    {"id": "t-1", "text": "The printer is on fire", "expected": "fire"},
+    {"text": "Login fails", "expected": "login"},
+]
 
 
 def write(tmp_path: Path, suite: str, files: dict[str, str] | None = None, name: str = "suite.yaml") -> Path:
@@ -93,7 +96,8 @@ def test_a_suite_loads_with_its_defaults_merged_and_its_templates_rendered(suite
     assert [a.type for a in ssn.assertions] == ["latency", "blocked"]
     assert [(c.id, c.messages, c.vars, c.source) for c in rows] == [
         ("t-1", [{"role": "user", "content": "Summarize: The printer is on fire"}],
-         {"tone": "calm", "text": "The printer is on fire", "expected": "fire"}, f"{suite_path.parent}/data/tickets.jsonl:1"),
+         {"tone": "calm", "text": "The printer is on fire", "expected": "fire"},
+         f"{suite_path.parent}/data/tickets.jsonl:1"),
         (f"tickets-{hashlib.sha256(orjson.dumps(ROWS[1], option=orjson.OPT_SORT_KEYS)).hexdigest()[:8]}",
          [{"role": "user", "content": "Summarize: Login fails"}], {"tone": "calm", **ROWS[1]},
          f"{suite_path.parent}/data/tickets.jsonl:2"),
@@ -115,18 +119,24 @@ def test_case_ids_are_stable_and_the_sha256_covers_the_suite_and_its_dataset(sui
 
 def test_csv_and_yaml_datasets(tmp_path: Path) -> None:
     body = "name: d\ntarget: m\ndataset: {}\ntemplate: {{input: 'Q: {{{{ q }}}} ({{{{ n }}}})'}}\n"
-    csv_suite = write(tmp_path, body.format("rows.csv"), {"rows.csv": "id,q,n\nfirst,\"a, b\",1\n\n,c,\n"}, "c.yaml")
+    csv_suite = write(tmp_path, body.format("rows.csv"), {"rows.csv": 'id,q,n\nfirst,"a, b",1\n\n,c,\n'}, "c.yaml")
     first, second = load_suite(csv_suite).cases
-    assert (first.id, first.vars, first.messages) == ("first", {"q": "a, b", "n": "1"}, [{"role": "user", "content": "Q: a, b (1)"}])
+    assert (first.id, first.vars, first.messages) == (
+        "first",
+        {"q": "a, b", "n": "1"},
+        [{"role": "user", "content": "Q: a, b (1)"}],
+    )
     assert second.id.startswith("rows-") and second.vars == {"q": "c", "n": ""}  # an empty id cell: the row's hash
-    yaml_suite = write(tmp_path, body.format("rows.yaml"), {"rows.yaml": "- {id: 7, q: x, n: 2}\n- {q: y, n: [1]}\n"}, "y.yaml")
+    yaml_suite = write(
+        tmp_path, body.format("rows.yaml"), {"rows.yaml": "- {id: 7, q: x, n: 2}\n- {q: y, n: [1]}\n"}, "y.yaml"
+    )
     assert [(c.id, c.vars) for c in load_suite(yaml_suite).cases][0] == ("7", {"q": "x", "n": 2})
 
 
 def test_targets() -> None:
     assert parse_target("openai/gpt-4o:2024") == TargetRef("openai/gpt-4o:2024", "model", model="openai/gpt-4o:2024")
-    for bad, why in [("prompt:Bad", "not a prompt id"), ("prompt:p@x y", "invalid target"), ("ml:churn@prod", "not supported"),
-                     ("prompt:p@0", "neither a version"), ("", "invalid target")]:  # fmt: skip
+    for bad, why in [("prompt:Bad", "not a prompt id"), ("prompt:p@x y", "invalid target"), ("", "invalid target"),
+                     ("ml:churn@prod", "not supported"), ("prompt:p@0", "neither a version")]:  # fmt: skip
         with pytest.raises(ValueError, match=why):
             parse_target(bad)
 
@@ -135,60 +145,74 @@ CASE = "name: s\ntargets: [m]\ncases:\n  - id: a\n    input: hi\n"
 TWO = CASE + "  - id: b\n    input: ho\n"
 
 
-@pytest.mark.parametrize(
-    ("suite", "files", "expected"),
-    [
-        ("name: s\ntargets: [m]\ncases: [{id: a, input: x}]\nbogus: 1\n", {}, "suite.yaml: bogus: unknown field"),
-        (CASE + "    bogus: 1\n", {}, "suite.yaml: case a: cases[0].bogus: unknown field"),
-        (TWO + "    assert: [{type: contain, value: x}]\n", {},
-         "suite.yaml: case b: cases[1].assert[0]: unknown assertion type 'contain' (did you mean 'contains'?)"),
-        (TWO + "    assert: [{type: similar, value: x, threshold: 3}]\n", {}, "suite.yaml: case b: cases[1].assert[0].threshold: "),
-        (TWO + "    assert: [{value: x}]\n", {}, "case b: cases[1].assert[0]: "),
-        (TWO + "    threshold: 1.5\n", {}, "suite.yaml: case b: cases[1].threshold: Input should be less than or equal to 1"),
-        (TWO + "    repeat: 0\n", {}, "suite.yaml: case b: cases[1].repeat: "),
-        (CASE.replace("cases:", "defaults: {assert: [{type: latency}]}\ncases:"), {}, "case a: defaults.assert[0].threshold: "),
-        (TWO.replace("id: b", "id: a"), {}, "suite.yaml: case a: cases[1].id: duplicate case id (first at cases[0])"),
-        (CASE + "    messages: [{role: user, content: x}]\n", {}, "case a: cases[0]: give input or messages, not both"),
-        ("name: s\ntargets: [m]\ncases: [{id: a}]\n", {}, "case a: cases[0]: needs input or messages: target 'm' is a model"),
-        (CASE + "    request: {model: x}\n", {}, "case a: cases[0]: request may not set model"),
-        (CASE.replace("input: hi", "input: 'hi {{ who }}'"), {}, "case a: cases[0].input: variable 'who' is undefined (the case has: none)"),
-        (CASE.replace("input: hi", "input: 'hi {{ who }'"), {}, "case a: cases[0].input: invalid template"),
-        (CASE.replace("input: hi", "input: \"{{ 'x' * 2000000 }}\""), {}, "case a: cases[0].input: went past a render limit"),
-        (CASE.replace("input: hi", "messages: [{role: user, content: [{type: text, text: '{{ x }}'}]}]"), {},
-         "case a: cases[0].messages[0].content[0].text: variable 'x' is undefined"),
-        (CASE + "    assert: [{type: icontains, value: '{{ x.y }}'}]\n", {}, "case a: cases[0].assert[0].value: variable 'x' is undefined"),
-        (CASE.replace("targets: [m]", "targets: [m, 'prompt:Nope']"), {}, "suite.yaml: targets[1]: target 'prompt:Nope'"),
-        (CASE.replace("targets: [m]", "targets: [m, m]"), {}, "suite.yaml: targets[1]: target 'm' is listed twice"),
-        (CASE.replace("targets: [m]", "target: ml:x"), {}, "suite.yaml: target: target 'ml:x': ml: targets are not supported"),
-        (CASE.replace("targets: [m]", "target: m\ntargets: [m]"), {}, "suite.yaml: give target (one) or targets (a list)"),
-        (CASE.replace("targets: [m]\n", ""), {}, "suite.yaml: targets is missing"),
-        ("name: Bad Name\ntargets: [m]\ncases: [{id: a, input: x}]\n", {}, "suite.yaml: name: 'Bad Name' does not match ^[a-z0-9]"),
-        ("name: s\ntargets: [m]\n", {}, "suite.yaml: a suite needs cases"),
-        ("name: s\ntargets: [m]\ncases: [{id: a, input: x}\n", {}, "suite.yaml:4: invalid YAML"),
-        ("- just a list\n", {}, "suite.yaml: expected a suite"),
-        (CASE + "dataset: d.jsonl\n", {}, "suite.yaml: dataset and template go together"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {}, "/d.jsonl: dataset: no such dataset file"),
-        (CASE + "dataset: d.txt\ntemplate: {input: x}\n", {"d.txt": "x"}, "/d.txt: dataset: unsupported dataset format '.txt'"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {"d.jsonl": "\n\n"}, "/d.jsonl: dataset: the dataset has no rows"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {"d.jsonl": '{"a": 1}\n\n[1]\n'}, "/d.jsonl:3: a row must be a mapping of field: value, got list"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {"d.jsonl": '{"a": 1}\n{"a": \n'}, "/d.jsonl:2: invalid JSON"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {"d.jsonl": '{"a": 1}\n{"a": 1}\n'},
-         "/d.jsonl:2: duplicate case id 'd-"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {"d.jsonl": '{"id": "a"}\n'},
-         "/d.jsonl:1: case a: duplicate case id (first at cases[0])"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {"d.jsonl": '{"id": true}\n'}, "/d.jsonl:1: the id field must be"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: x}\n", {"d.jsonl": '{"id": "has space"}\n'}, "/d.jsonl:1: id: invalid case id 'has space'"),
-        (CASE + "dataset: d.yaml\ntemplate: {input: x}\n", {"d.yaml": "a: 1\n"}, "/d.yaml:1: expected a list of rows"),
-        (CASE + "dataset: d.yaml\ntemplate: {input: x}\n", {"d.yaml": "- {a: 1}\n- 3\n"}, "/d.yaml:2: a row must be a mapping"),
-        (CASE + "dataset: d.csv\ntemplate: {input: x}\n", {"d.csv": "a,b\n1,2\n3\n"}, "/d.csv:3: 1 cells but the header has 2"),
-        (CASE + "dataset: d.csv\ntemplate: {input: x}\n", {"d.csv": "a,a\n1,2\n"}, "/d.csv:1: the header row names column 'a' twice"),
-        (CASE + "dataset: d.jsonl\ntemplate: {input: '{{ text }}', assert: [{type: contains, value: '{{ word }}'}]}\n",
-         {"d.jsonl": '{"id": "r1", "text": "t", "word": "w"}\n{"id": "r2", "text": "t"}\n'},
-         "/d.jsonl:2: case r2: template.assert[0].value: variable 'word' is undefined (the case has: text)"),
-    ],
-)  # fmt: skip
-def test_an_invalid_suite_names_its_file_case_and_field(tmp_path: Path, suite: str, files: dict[str, str], expected: str) -> None:
-    path = write(tmp_path, suite, files)
+def case(field: str, value: str) -> tuple[str, dict[str, str]]:
+    return CASE.replace("input: hi", f"{field}: {value}"), {}
+
+
+def data(name: str, content: str | None, template: str = "{input: x}") -> tuple[str, dict[str, str]]:
+    return CASE + f"dataset: {name}\ntemplate: {template}\n", {} if content is None else {name: content}
+
+
+def edit(old: str, new: str) -> tuple[str, dict[str, str]]:
+    return CASE.replace(old, new), {}
+
+
+INVALID = [
+    (("name: s\ntargets: [m]\ncases: [{id: a, input: x}]\nbogus: 1\n", {}), "suite.yaml: bogus: unknown field"),
+    ((CASE + "    bogus: 1\n", {}), "suite.yaml: case a: cases[0].bogus: unknown field"),
+    ((TWO + "    assert: [{type: contain, value: x}]\n", {}),
+     "suite.yaml: case b: cases[1].assert[0]: unknown assertion type 'contain' (did you mean 'contains'?)"),
+    ((TWO + "    assert: [{type: similar, value: x, threshold: 3}]\n", {}),
+     "suite.yaml: case b: cases[1].assert[0].threshold: "),
+    ((TWO + "    assert: [{value: x}]\n", {}), "case b: cases[1].assert[0]: "),
+    ((TWO + "    threshold: 1.5\n", {}), "suite.yaml: case b: cases[1].threshold: Input should be less than or equal"),
+    ((TWO + "    repeat: 0\n", {}), "suite.yaml: case b: cases[1].repeat: "),
+    (edit("cases:", "defaults: {assert: [{type: latency}]}\ncases:"), "case a: defaults.assert[0].threshold: "),
+    ((TWO.replace("id: b", "id: a"), {}), "suite.yaml: case a: cases[1].id: duplicate case id (first at cases[0])"),
+    ((CASE + "    messages: [{role: user, content: x}]\n", {}), "case a: cases[0]: give input or messages, not both"),
+    (("name: s\ntargets: [m]\ncases: [{id: a}]\n", {}), "case a: cases[0]: needs input or messages: target 'm' is a"),
+    ((CASE + "    request: {model: x}\n", {}), "case a: cases[0]: request may not set model"),
+    (case("input", "'hi {{ who }}'"), "case a: cases[0].input: variable 'who' is undefined (the case has: none)"),
+    (case("input", "'hi {{ who }'"), "case a: cases[0].input: invalid template"),
+    (case("input", "\"{{ 'x' * 2000000 }}\""), "case a: cases[0].input: went past a render limit"),
+    (case("messages", "[{role: user, content: [{type: text, text: '{{ x }}'}]}]"),
+     "case a: cases[0].messages[0].content[0].text: variable 'x' is undefined"),
+    ((CASE + "    assert: [{type: icontains, value: '{{ x.y }}'}]\n", {}),
+     "case a: cases[0].assert[0].value: variable 'x' is undefined"),
+    (edit("targets: [m]", "targets: [m, 'prompt:Nope']"), "suite.yaml: targets[1]: target 'prompt:Nope'"),
+    (edit("targets: [m]", "targets: [m, m]"), "suite.yaml: targets[1]: target 'm' is listed twice"),
+    (edit("targets: [m]", "target: ml:x"), "suite.yaml: target: target 'ml:x': ml: targets are not supported"),
+    (edit("targets: [m]", "target: m\ntargets: [m]"), "suite.yaml: give target (one) or targets (a list)"),
+    (edit("targets: [m]\n", ""), "suite.yaml: targets is missing"),
+    (edit("name: s", "name: Bad Name"), "suite.yaml: name: 'Bad Name' does not match ^[a-z0-9]"),
+    (("name: s\ntargets: [m]\n", {}), "suite.yaml: a suite needs cases"),
+    (("name: s\ntargets: [m]\ncases: [{id: a, input: x}\n", {}), "suite.yaml:4: invalid YAML"),
+    (("- just a list\n", {}), "suite.yaml: expected a suite"),
+    ((CASE + "dataset: d.jsonl\n", {}), "suite.yaml: dataset and template go together"),
+    (data("d.jsonl", None), "/d.jsonl: dataset: no such dataset file"),
+    (data("d.txt", "x"), "/d.txt: dataset: unsupported dataset format '.txt'"),
+    (data("d.jsonl", "\n\n"), "/d.jsonl: dataset: the dataset has no rows"),
+    (data("d.jsonl", '{"a": 1}\n\n[1]\n'), "/d.jsonl:3: a row must be a mapping of field: value, got list"),
+    (data("d.jsonl", '{"a": 1}\n{"a": \n'), "/d.jsonl:2: invalid JSON"),
+    (data("d.jsonl", '{"a": 1}\n{"a": 1}\n'), "/d.jsonl:2: duplicate case id 'd-"),
+    (data("d.jsonl", '{"id": "a"}\n'), "/d.jsonl:1: case a: duplicate case id (first at cases[0])"),
+    (data("d.jsonl", '{"id": true}\n'), "/d.jsonl:1: the id field must be"),
+    (data("d.jsonl", '{"id": "has space"}\n'), "/d.jsonl:1: id: invalid case id 'has space'"),
+    (data("d.yaml", "a: 1\n"), "/d.yaml:1: expected a list of rows"),
+    (data("d.yaml", "- {a: 1}\n- 3\n"), "/d.yaml:2: a row must be a mapping"),
+    (data("d.csv", "a,b\n1,2\n3\n"), "/d.csv:3: 1 cells but the header has 2"),
+    (data("d.csv", "a,a\n1,2\n"), "/d.csv:1: the header row names column 'a' twice"),
+    (data("d.jsonl", '{"id": "r1", "text": "t", "word": "w"}\n{"id": "r2", "text": "t"}\n',
+          "{input: '{{ text }}', assert: [{type: contains, value: '{{ word }}'}]}"),
+     "/d.jsonl:2: case r2: template.assert[0].value: variable 'word' is undefined (the case has: text)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("written", "expected"), INVALID)
+def test_an_invalid_suite_names_its_file_case_and_field(
+    tmp_path: Path, written: tuple[str, dict[str, str]], expected: str
+) -> None:
+    path = write(tmp_path, *written)
     with pytest.raises(SuiteError) as caught:
         load_suite(path)
     assert expected in str(caught.value) and str(caught.value).startswith(str(tmp_path)), str(caught.value)

@@ -71,10 +71,13 @@ AssertionSpec = Annotated[Text | Many | Bare | JsonSchema | Limit | Scored | Jud
                           Field(discriminator="type")]  # fmt: skip
 
 
+PARSE = TypeAdapter(AssertionSpec).validate_python
+
+
 @pytest.fixture(autouse=True)
 def assertion_union(monkeypatch: pytest.MonkeyPatch) -> None:
     """Uses the real union when it exists on this branch, the stand-in otherwise."""
     try:
         from gateway.evals.assertions import AssertionSpec as _Real  # type: ignore[attr-defined]  # noqa: F401
     except ImportError:
-        monkeypatch.setattr(spec, "assertion_parser", lambda: TypeAdapter(AssertionSpec).validate_python)
+        monkeypatch.setattr(spec, "assertion_parser", lambda: PARSE)

@@ -237,11 +237,14 @@ def load_suite(path: str | Path) -> Suite:
 
 def suite_sha256(path: str | Path) -> str:
     """sha256 over the suite file's bytes, then each of its dataset files' bytes, in order (what identifies the
-    suite a run ran; the suite is not validated)."""
+    suite a run ran; the suite is not validated). Raises SuiteError for a file that cannot be read."""
     path = Path(path)
-    content = path.read_bytes()
-    dataset = _parse_yaml(content, str(path)).get("dataset")
-    return _digest(content, [path.parent / dataset] if isinstance(dataset, str) else [])
+    try:
+        content = path.read_bytes()
+        dataset = _parse_yaml(content, str(path)).get("dataset")
+        return _digest(content, [path.parent / dataset] if isinstance(dataset, str) else [])
+    except OSError as exc:
+        raise SuiteError(str(path), None, None, f"cannot read {exc.filename or path}: {exc.strerror}") from None
 
 
 def _digest(content: bytes, datasets: list[Path]) -> str:
@@ -334,7 +337,8 @@ def _validation_error(source: str, exc: ValidationError, data: object, case: str
     errors = exc.errors()
     error = errors[0]
     loc = list(error["loc"])
-    if prefix and isinstance(data, dict) and loc and loc[0] == data.get("type"):
+    kind = data.get("type") if isinstance(data, dict) else None
+    if prefix and loc and isinstance(kind, str) and loc[0] in (kind, kind.removeprefix("not-")):
         loc = loc[1:]  # a discriminated union puts the tag first
     path = prefix
     for part in loc:

@@ -241,3 +241,11 @@ def test_the_committed_schema_is_the_generated_one_and_checks_suites(suite_path:
         jsonschema.validate({**yaml.safe_load(suite_path.read_text()), "bogus": 1}, schema)
     for path in sorted(SCHEMA_PATH.parent.glob("*.yaml")):
         assert path.read_text().startswith("# yaml-language-server: $schema=schema.json\n"), path.name
+
+
+def test_suite_sha256_of_a_file_that_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match=r"nope.yaml: cannot read .*nope.yaml: No such file"):
+        suite_sha256(tmp_path / "nope.yaml")
+    path = write(tmp_path, "name: s\ndataset: gone.csv\n")
+    with pytest.raises(SuiteError, match=r"suite.yaml: cannot read .*gone.csv: No such file"):
+        suite_sha256(path)

@@ -30,7 +30,7 @@ cases:
     input: "Say hello to {{ who }}"
     vars: {who: Ada, product: "{{ not rendered }}"}
     request: {max_tokens: 10, tool_choice: auto}
-    assert: [{type: icontains, value: "{{ who }}"}, {type: not-contains, value: "{{ product }}", weight: 2}]
+    assert: [{type: icontains, value: "{{ who }}"}, {type: contains, value: "{{ product }}", weight: 2}]
     threshold: 0.6
   - id: blocks-ssn
     messages:
@@ -85,7 +85,7 @@ def test_a_suite_loads_with_its_defaults_merged_and_its_templates_rendered(suite
     assert [(a.type, getattr(a, "value", None), a.weight) for a in greets.assertions] == [
         ("latency", None, 1.0),  # defaults first
         ("icontains", "Ada", 1.0),
-        ("not-contains", "{{ not rendered }}", 2.0),  # a variable's value is inserted, never rendered again
+        ("contains", "{{ not rendered }}", 2.0),  # a variable's value is inserted, never rendered again
     ]
     assert (greets.repeat, greets.pass_rate, greets.threshold) == (2, 0.5, 0.6)
     assert ssn.messages == [
@@ -167,7 +167,7 @@ INVALID = [
     ((TWO + "    assert: [{value: x}]\n", {}), "case b: cases[1].assert[0]: "),
     ((TWO + "    threshold: 1.5\n", {}), "suite.yaml: case b: cases[1].threshold: Input should be less than or equal"),
     ((TWO + "    repeat: 0\n", {}), "suite.yaml: case b: cases[1].repeat: "),
-    (edit("cases:", "defaults: {assert: [{type: latency}]}\ncases:"), "case a: defaults.assert[0].threshold: "),
+    (edit("cases:", "defaults: {assert: [{type: contains}]}\ncases:"), "case a: defaults.assert[0].value: "),
     ((TWO.replace("id: b", "id: a"), {}), "suite.yaml: case a: cases[1].id: duplicate case id (first at cases[0])"),
     ((CASE + "    messages: [{role: user, content: x}]\n", {}), "case a: cases[0]: give input or messages, not both"),
     (("name: s\ntargets: [m]\ncases: [{id: a}]\n", {}), "case a: cases[0]: needs input or messages: target 'm' is a"),

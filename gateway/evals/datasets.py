@@ -140,6 +140,6 @@ def _yaml(text: str) -> list[tuple[int, object]]:
         raise DatasetError(f"invalid YAML ({getattr(exc, 'problem', exc)})", mark.line + 1 if mark else None) from None
     if data is None:
         return []
-    if not isinstance(data, list) or not isinstance(root, yaml.SequenceNode):
+    if not isinstance(data, list):
         raise DatasetError(f"expected a list of rows (mappings), got {_kind(data)}", 1)
     return [(node.start_mark.line + 1, item) for node, item in zip(root.value, data, strict=True)]

@@ -41,16 +41,20 @@ def write_reports(
     junit_path: str | Path | None = None,
     markdown_path: str | Path | None = None,
     comparison: dict[str, Any] | None = None,
+    append_markdown: bool = False,
 ) -> None:
-    """Writes each report asked for; a Markdown path that exists (a job summary file) is appended to."""
+    """Writes each report asked for. `append_markdown`: add to the Markdown file rather than replace it (a CI job
+    summary such as $GITHUB_STEP_SUMMARY, or several suites' summaries in one file)."""
     if json_path:
         write_json(result, json_path)
     if junit_path:
         _write(junit_path, to_junit(result))
-    if markdown_path:
+    if markdown_path and append_markdown:
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
         with open(markdown_path, "a", encoding="utf-8") as file:
             file.write(to_markdown(result, comparison))
+    elif markdown_path:
+        _write(markdown_path, to_markdown(result, comparison))
 
 
 def _write(path: str | Path, text: str) -> Path:

@@ -65,9 +65,12 @@ def test_markdown_summary(tmp_path: Path) -> None:
     run["status"], run["incomplete_reason"] = "incomplete", "cost cap of $0.50 reached after 5 of 6 cases"
     summary = tmp_path / "summary.md"
     summary.write_text("earlier step\n")
-    write_reports(run, markdown_path=summary)
+    write_reports(run, markdown_path=summary, append_markdown=True)
     text = summary.read_text()
-    assert text.startswith("earlier step\n## ⚠️ Eval suite `shipped-policies`: incomplete\n")  # appended
+    assert text.startswith("earlier step\n## ⚠️ Eval suite `shipped-policies`: incomplete\n")  # a job summary
+    write_reports(run, markdown_path=tmp_path / "new" / "report.md")
+    write_reports(run, markdown_path=tmp_path / "new" / "report.md")
+    assert (tmp_path / "new" / "report.md").read_text() == text.removeprefix("earlier step\n")  # replaced
     assert "**3 of 6 passed**, 1 failed, 1 error, 1 skipped (pass rate 50.0 %) · cost $0.0123 + judge $0.0004" in text
     assert "> ⚠️ Incomplete: cost cap of $0.50 reached after 5 of 6 cases" in text
     assert "| helpfulness | 0.8000 |" in text

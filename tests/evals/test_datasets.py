@@ -67,6 +67,7 @@ def test_yaml_and_json_rows_their_lines(tmp_path: Path) -> None:
         ("t.jsonl", '{"id": false}\n', "the id field must be a non-empty string or a number, got bool", 1),
         ("t.jsonl", '{"id": " "}\n', "the id field must be a non-empty string or a number, got str", 1),
         ("t.csv", "a,,b\n1,2,3\n", "the header row has an empty column name", 1),
+        ("t.csv", "a,b,a\n1,2,3\n", "the header row names column 'a' twice", 1),
         ("t.csv", "a,b\n1,2\n\n\"x\ny\",2\n3\n", "1 cells but the header has 2 columns", 6),
         ("t.csv", "a,b\n1,2,3\n", "3 cells but the header has 2 columns", 2),
         ("t.csv", "a,b\n1,2\n\"" + "x" * 140_000 + "\",2\n", "invalid CSV (field larger than field limit (131072))", 3),

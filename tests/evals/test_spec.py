@@ -160,6 +160,7 @@ def edit(old: str, new: str) -> tuple[str, dict[str, str]]:
 INVALID = [
     (("name: s\ntargets: [m]\ncases: [{id: a, input: x}]\nbogus: 1\n", {}), "suite.yaml: bogus: unknown field"),
     ((CASE + "    bogus: 1\n", {}), "suite.yaml: case a: cases[0].bogus: unknown field"),
+    ((CASE + "    assert_: []\n", {}), "suite.yaml: case a: cases[0].assert_: unknown field"),
     ((TWO + "    assert: [{type: contain, value: x}]\n", {}),
      "suite.yaml: case b: cases[1].assert[0]: unknown assertion type 'contain' (did you mean 'contains'?)"),
     ((TWO + "    assert: [{type: similar, value: x, threshold: 3}]\n", {}),

@@ -1,0 +1,277 @@
+"""The reports of a run, all from its canonical result (the JSON of format gateway-eval-result/1):
+- JSON: the canonical result itself (what `--baseline` reads and the store keeps);
+- JUnit XML: one testcase per (case, target), classname "<suite>.<target>", a failure naming each failed assertion
+  and its reason, an error element for an errored case, a skipped element for a skipped one;
+- Markdown for a CI job summary ($GITHUB_STEP_SUMMARY): a totals line, a table per target, the failures with their
+  reasons and, given a baseline comparison (`Comparison.as_json()`), the regressions and newly passing cases.
+Reports are bounded: long outputs and reasons are cut, and Markdown lists at most MAX_ROWS rows a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+FORMAT = "gateway-eval-result/1"
+MAX_ROWS = 200  # cases a Markdown table lists (failures first); the rest are counted
+MAX_FAILURES = 50  # failures the Markdown details
+MAX_REASON = 300
+ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️", "incomplete": "⚠️"}
+ORDER = {"error": 0, "failed": 1, "skipped": 2, "passed": 3}
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def to_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    return _write(path, to_json(result))
+
+
+def write_reports(
+    result: dict[str, Any],
+    *,
+    json_path: str | Path | None = None,
+    junit_path: str | Path | None = None,
+    markdown_path: str | Path | None = None,
+    comparison: dict[str, Any] | None = None,
+    append_markdown: bool = False,
+) -> None:
+    """Writes each report asked for. `append_markdown`: add to the Markdown file rather than replace it (a CI job
+    summary such as $GITHUB_STEP_SUMMARY, or several suites' summaries in one file)."""
+    if json_path:
+        write_json(result, json_path)
+    if junit_path:
+        _write(junit_path, to_junit(result))
+    if markdown_path and append_markdown:
+        Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(markdown_path, "a", encoding="utf-8") as file:
+            file.write(to_markdown(result, comparison))
+    elif markdown_path:
+        _write(markdown_path, to_markdown(result, comparison))
+
+
+def _write(path: str | Path, text: str) -> Path:
+    """Atomically: a reader (a CI step, a baseline) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _cut(text: object, limit: int = MAX_REASON) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _xml(text: object) -> str:
+    return _NOT_XML.sub("\ufffd", str(text))
+
+
+def _failed_assertions(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The assertions that failed in the item's attempts, each once by (type, reason)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for attempt in item.get("attempts") or []:
+        for assertion in attempt.get("assertions") or []:
+            if not assertion.get("passed") or assertion.get("error"):
+                seen.setdefault((assertion.get("type", "?"), str(assertion.get("reason"))), assertion)
+    return list(seen.values())
+
+
+def _attempt_errors(item: dict[str, Any]) -> list[str]:
+    errors = []
+    for attempt in item.get("attempts") or []:
+        if attempt.get("error"):
+            errors.append(f"attempt {attempt.get('repeat', 0)}: {attempt['error']}")
+        errors += [f"{a.get('type')}: {a['error']}" for a in attempt.get("assertions") or [] if a.get("error")]
+    return list(dict.fromkeys(errors))
+
+
+def summary(item: dict[str, Any]) -> str:
+    """One line on why a (case, target) did not pass."""
+    if item["status"] == "skipped":
+        return str(item.get("reason") or "not run")
+    parts = _attempt_errors(item) if item["status"] == "error" else []
+    parts += [f"{a.get('type')}: {a.get('reason')}" for a in _failed_assertions(item) if not a.get("error")]
+    repeats = item.get("repeats", 1)
+    if repeats > 1:
+        parts.insert(0, f"pass rate {item.get('pass_rate', 0):.2f} < required {item.get('required_pass_rate', 1):.2f}")
+    return "; ".join(parts) or item["status"]
+
+
+def _details(item: dict[str, Any]) -> str:
+    lines = []
+    for attempt in item.get("attempts") or []:
+        verdict = "pass" if attempt.get("passed") else "FAIL"
+        lines.append(f"attempt {attempt.get('repeat', 0)}: {verdict} (score {attempt.get('score', 0):.3f})")
+        if attempt.get("error"):
+            lines.append(f"  error: {attempt['error']}")
+        for a in attempt.get("assertions") or []:
+            mark = "error" if a.get("error") else ("ok" if a.get("passed") else "FAILED")
+            reason = a.get("error") or a.get("reason")
+            lines.append(
+                f"  [{mark}] {a.get('type')} (score {a.get('score', 0):.3f}, weight {a.get('weight', 1)}): {reason}"
+            )
+    return "\n".join(lines)
+
+
+def to_junit(result: dict[str, Any]) -> str:
+    suite = result["suite"]["name"]
+    counts = result.get("counts") or {}
+    root = ET.Element(
+        "testsuites",
+        name=suite,
+        tests=str(counts.get("total", len(result["results"]))),
+        failures=str(counts.get("failed", 0)),
+        errors=str(counts.get("errors", 0)),
+        skipped=str(counts.get("skipped", 0)),
+        time=_seconds(result["results"]),
+    )
+    for target in _target_ids(result):
+        items = [r for r in result["results"] if r["target"] == target]
+        element = ET.SubElement(
+            root,
+            "testsuite",
+            name=f"{suite} [{target}]",
+            tests=str(len(items)),
+            failures=str(sum(r["status"] == "failed" for r in items)),
+            errors=str(sum(r["status"] == "error" for r in items)),
+            skipped=str(sum(r["status"] == "skipped" for r in items)),
+            time=_seconds(items),
+            timestamp=str(result.get("started_at") or ""),
+        )
+        properties = ET.SubElement(element, "properties")
+        for name, value in (
+            ("run_id", result.get("run_id")),
+            ("target", target),
+            ("suite_sha256", result["suite"].get("sha256")),
+            ("git_commit", result.get("git_commit")),
+        ):
+            if value:
+                ET.SubElement(properties, "property", name=name, value=_xml(value))
+        for item in items:
+            case = ET.SubElement(
+                element,
+                "testcase",
+                name=_xml(item["case_id"]),
+                classname=_xml(f"{suite}.{target}"),
+                time=_seconds([item]),
+            )
+            status = item["status"]
+            if status in ("failed", "error"):
+                kind = "failure" if status == "failed" else "error"
+                node = ET.SubElement(
+                    case,
+                    kind,
+                    message=_xml(_cut(summary(item), 1000)),
+                    type="AssertionFailed" if status == "failed" else "EvalError",
+                )
+                node.text = _xml(_details(item))
+            elif status == "skipped":
+                ET.SubElement(case, "skipped", message=_xml(summary(item)))
+            outputs = [a.get("output") for a in item.get("attempts") or [] if a.get("output")]
+            if outputs and status != "passed":
+                ET.SubElement(case, "system-out").text = _xml(outputs[-1])
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _seconds(items: list[dict[str, Any]]) -> str:
+    total = sum(a.get("latency_ms") or 0 for item in items for a in item.get("attempts") or [])
+    return f"{total / 1000:.3f}"
+
+
+def _target_ids(result: dict[str, Any]) -> list[str]:
+    ids = [t["id"] for t in result.get("targets") or []]
+    return ids + [t for t in dict.fromkeys(r["target"] for r in result["results"]) if t not in ids]
+
+
+def _md(text: object) -> str:
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def to_markdown(result: dict[str, Any], comparison: dict[str, Any] | None = None) -> str:
+    suite, status, counts = result["suite"], result.get("status", "?"), result.get("counts") or {}
+    cost = result.get("cost_usd") or {}
+    lines = [f"## {ICONS.get(status, '')} Eval suite `{suite['name']}`: {status}", ""]
+    lines.append(
+        f"**{counts.get('passed', 0)} of {counts.get('total', 0)} passed**, {counts.get('failed', 0)} failed, "
+        f"{_plural(counts.get('errors', 0), 'error')}, {counts.get('skipped', 0)} skipped (pass rate "
+        f"{100 * (result.get('pass_rate') or 0):.1f} %) · cost ${cost.get('target', 0):.4f} + judge "
+        f"${cost.get('judge', 0):.4f} · run `{result.get('run_id', '?')}` · suite `{str(suite.get('sha256'))[:12]}`"
+    )
+    if result.get("incomplete_reason"):
+        lines += ["", f"> ⚠️ Incomplete: {_md(result['incomplete_reason'])}"]
+    if result.get("metrics"):
+        lines += ["", "| metric | mean |", "|---|---:|"]
+        lines += [f"| {_md(name)} | {mean:.4f} |" for name, mean in sorted(result["metrics"].items())]
+    if comparison is not None:
+        lines += _baseline_lines(comparison)
+    for target in _target_ids(result):
+        items = sorted((r for r in result["results"] if r["target"] == target), key=lambda r: ORDER.get(r["status"], 9))
+        passed = sum(r["status"] == "passed" for r in items)
+        lines += [
+            "",
+            f"### `{target}`: {passed} of {len(items)} passed",
+            "",
+            "| | case | pass rate | score | latency ms | why not passed |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        for item in items[:MAX_ROWS]:
+            attempts = item.get("attempts") or []
+            latency = sum(a.get("latency_ms") or 0 for a in attempts) / max(len(attempts), 1)
+            why = "" if item["status"] == "passed" else _md(_cut(summary(item), 120))
+            lines.append(
+                f"| {ICONS.get(item['status'], '')} | {_md(item['case_id'])} | {item.get('pass_rate', 0):.2f} "
+                f"| {item.get('score') or 0:.2f} | {latency:.0f} | {why} |"
+            )
+        if len(items) > MAX_ROWS:
+            lines.append(f"| | … and {len(items) - MAX_ROWS} more | | | | |")
+    failures = [r for r in result["results"] if r["status"] in ("failed", "error")]
+    if failures:
+        lines += ["", f"### Failures ({len(failures)})", ""]
+        for item in failures[:MAX_FAILURES]:
+            lines.append(f"- **{_md(item['case_id'])}** on `{item['target']}`: {item['status']}")
+            for error in _attempt_errors(item):
+                lines.append(f"  - 💥 {_md(_cut(error))}")
+            for a in _failed_assertions(item):
+                if not a.get("error"):
+                    lines.append(f"  - ❌ `{a.get('type')}`: {_md(_cut(a.get('reason')))}")
+        if len(failures) > MAX_FAILURES:
+            lines.append(f"- … and {len(failures) - MAX_FAILURES} more (see the JUnit or JSON report)")
+    return "\n".join(lines) + "\n"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _baseline_lines(comparison: dict[str, Any]) -> list[str]:
+    lines = ["", f"### Against the baseline `{comparison.get('baseline_run_id')}`", ""]
+    if comparison.get("suite_changed"):
+        lines.append(
+            f"> The suite changed since the baseline (sha256 `{str(comparison.get('baseline_sha256'))[:12]}` "
+            f"→ `{str(comparison.get('sha256'))[:12]}`): cases may have been edited."
+        )
+        lines.append("")
+    regressions, improvements = comparison.get("regressions") or [], comparison.get("improvements") or []
+    lines.append(
+        f"**{_plural(len(regressions), 'regression')}**, {len(improvements)} newly passing, "
+        f"{len(comparison.get('new_cases') or [])} new (tolerance {comparison.get('tolerance', 0):g})"
+    )
+    lines += [f"- 🔻 {_md(change['message'])}" for change in regressions[:MAX_FAILURES]]
+    lines += [f"- 🟢 {_md(change['message'])}" for change in improvements[:MAX_FAILURES]]
+    return lines

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import Field, JsonValue, PrivateAttr, field_validator, model_validator
 
-from gateway.evals.assertions.base import Assertion, NonNegative, Outcome, clip, held, output_seen
+from gateway.evals.assertions.base import Assertion, NonNegative, Outcome, clip, held, output_seen, shorten
 from gateway.evals.observed import Observed, ToolCall
 from gateway.toolcalls.engine import condition_holds, json_equal
 from gateway.toolcalls.rules import Condition, compile_condition, glob_pattern
@@ -173,7 +173,7 @@ class JsonSchema(Assertion):
         if error is None:
             return held(True, output_seen(observed))
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-        return held(False, f"{output_seen(observed)}, invalid at {where}: {clip(error.message, 120)}")
+        return held(False, f"{output_seen(observed)}, invalid at {where}: {shorten(error.message, 120)}")
 
 
 class ToolCallMade(Assertion):

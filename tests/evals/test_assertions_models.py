@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import ModelUnavailable, UpstreamError
+from gateway.errors import InvalidRequest, ModelUnavailable, UpstreamError
 from gateway.evals.assertions import evaluate, evaluate_many, parse_assertion
 from gateway.evals.assertions.judge import SYSTEM, judge_messages, parse_verdict
 from gateway.evals.assertions.semantic import cosine
@@ -22,6 +22,7 @@ VECTORS = {
     "Not Paris at all.": [-1.0, 0.0, 0.0],  # -1
     "": [0.0, 0.0, 0.0],
 }
+LONG = "word " * 300
 DENIED = {"code": "policy_denied", "type": "permission_error", "message": "Blocked."}
 
 
@@ -41,7 +42,9 @@ class Context:
         self.embedded.append((model, texts))
         if self.embed_error is not None:
             raise self.embed_error
-        return [VECTORS[text] for text in texts][: len(texts) - self.short]
+        if LONG in texts:
+            raise InvalidRequest(f"input[{texts.index(LONG)}] is 300 tokens; all-MiniLM-L6-v2 reads at most 256.")
+        return [VECTORS.get(text, [0.0, 1.0, 0.0]) for text in texts][: len(texts) - self.short]
 
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, float]:
         self.asked.append(messages)
@@ -120,8 +123,9 @@ async def test_similar_embeds_its_expected_values_once_then_only_outputs() -> No
     first = await evaluate(spec, out("The capital of France is Paris."), ctx)
     again = await evaluate_many([(spec, out("Bananas are yellow."), ctx), (spec, out(PARIS), ctx)])
     assert [texts for _, texts in ctx.embedded] == [
-        ["The capital of France is Paris.", PARIS, "I like trains."], ["Bananas are yellow.", PARIS],
-    ]  # fmt: skip
+        ["The capital of France is Paris.", PARIS, "I like trains."],
+        ["Bananas are yellow.", PARIS],
+    ]
     assert [first.passed, *(r.passed for r in again)] == [True, False, True]
 
 
@@ -150,6 +154,32 @@ async def test_similar_that_cannot_embed_is_an_error_and_never_a_pass(ctx: Conte
         assert result.reason.endswith(f"could not evaluate: {error}")
 
 
+async def test_evaluate_many_sends_at_most_256_texts_per_request() -> None:
+    ctx = Context()
+    items = [(parse_assertion({"type": "similar", "value": PARIS}), out(f"answer {i}"), ctx) for i in range(600)]
+    results = await evaluate_many(items)
+    assert [len(texts) for _, texts in ctx.embedded] == [256, 256, 89]
+    assert ctx.embedded[0][1][:2] == ["answer 0", PARIS] and ctx.embedded[2][1][-1] == "answer 599"
+    assert {(r.passed, r.score, r.error) for r in results} == {(False, 0.0, None)}
+
+
+async def test_a_text_the_model_refuses_errors_its_own_assertion_only() -> None:
+    ctx = Context()
+    outputs = ["The capital of France is Paris.", LONG, PARIS]
+    items = [(parse_assertion({"type": "similar", "value": PARIS}), out(text), ctx) for text in outputs]
+    results = await evaluate_many(items)
+    assert [(r.passed, r.error) for r in results] == [
+        (True, None),
+        (
+            False,
+            "embedding model 'local/all-MiniLM-L6-v2' failed: input[0] is 300 tokens; all-MiniLM-L6-v2 reads at "
+            "most 256.",
+        ),
+        (True, None),
+    ]
+    assert [len(texts) for _, texts in ctx.embedded] == [3, 2, 2, 1]  # the batch, then each alone
+
+
 def test_cosine_normalises_and_a_zero_vector_scores_zero() -> None:
     assert cosine([2.0, 0.0], [3.0, 3.0]) == pytest.approx(0.7071, abs=1e-4)
     assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0 == cosine([1.0, 0.0], [0.0, 0.0])
@@ -169,8 +199,11 @@ async def test_similar_with_the_local_minilm_tells_a_paraphrase_from_another_top
 
     ctx = Local()
     expected = "Your refund has been issued and will reach your card within five days."
-    outputs = ["We have sent your money back; expect it on your card in about five days.",
-               "The weather in Lisbon is sunny today.", expected]  # fmt: skip
+    outputs = [
+        "We have sent your money back; expect it on your card in about five days.",
+        "The weather in Lisbon is sunny today.",
+        expected,
+    ]
     spec = parse_assertion({"type": "similar", "value": expected, "threshold": 0.6})
     results = await evaluate_many([(spec, out(text), ctx) for text in outputs])
     assert [r.passed for r in results] == [True, False, True], [r.reason for r in results]
@@ -247,9 +280,12 @@ async def test_judge_garbage_is_sent_back_then_a_valid_verdict_counts_and_all_ca
     assert [len(m) for m in ctx.asked] == [2, 4, 6]
     assert ctx.asked[1][2:] == [
         {"role": "assistant", "content": "Sure! It is great."},
-        {"role": "user", "content": 'That answer is not a valid verdict: not JSON. Reply with only the JSON object '
-                                    '{"score": <0..1>, "pass": <true|false>, "reason": "<text>"}.'},
-    ]  # fmt: skip
+        {
+            "role": "user",
+            "content": "That answer is not a valid verdict: not JSON. Reply with only the JSON object "
+            '{"score": <0..1>, "pass": <true|false>, "reason": "<text>"}.',
+        },
+    ]
     assert "score must be a number from 0 to 1, got 2" in ctx.asked[2][5]["content"]
 
 

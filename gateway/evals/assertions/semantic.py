@@ -20,6 +20,7 @@ from gateway.evals.assertions.base import AssertContext, Assertion, Outcome, Uni
 from gateway.evals.observed import Observed
 
 DEFAULT_EMBEDDING_MODEL = "local/all-MiniLM-L6-v2"
+EMBED_BATCH = 256  # texts per embeddings request (the gateway takes at most 2,048)
 
 
 class Similar(Assertion):
@@ -64,8 +65,10 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 async def check_many(items: Sequence[tuple[Similar, Observed, AssertContext]]) -> list[Outcome]:
-    """Outcomes of many `similar` assertions, each distinct text embedded once, one request per embedding model
-    (through the first item's context). A failed call's empty output fails without being embedded."""
+    """Outcomes of many `similar` assertions, each distinct text embedded once, in requests of at most EMBED_BATCH
+    texts per embedding model (through the first item's context). A failed call's empty output fails without being
+    embedded. When a batch is refused (one output too long for the model), each assertion is asked for alone, so the
+    refusal is the error of the assertions it concerns only."""
     outcomes: list[Outcome | None] = [None] * len(items)
     by_model: dict[str, list[int]] = {}
     for i, (spec, observed, _) in enumerate(items):
@@ -80,15 +83,17 @@ async def check_many(items: Sequence[tuple[Similar, Observed, AssertContext]]) -
             for text in (observed.text, *(spec.expected if spec._vectors is None else ())):
                 texts.setdefault(text, len(texts))
         try:
-            vectors = await items[indices[0]][2].embed(model, list(texts))
+            vectors = await embed(items[indices[0]][2], model, list(texts))
         except GatewayError as exc:
-            for i in indices:
-                outcomes[i] = Outcome(False, 0.0, "", error=f"embedding model {model!r} failed: {exc.message}")
+            if len(indices) > 1:
+                for i in indices:
+                    outcomes[i] = (await check_many([items[i]]))[0]
+            else:
+                outcomes[indices[0]] = Outcome(False, 0.0, "", error=f"embedding model {model!r} failed: {exc.message}")
             continue
-        if len(vectors) != len(texts):
-            error = f"embedding model {model!r} gave {len(vectors)} vectors for {len(texts)} texts"
+        except LengthError as exc:
             for i in indices:
-                outcomes[i] = Outcome(False, 0.0, "", error=error)
+                outcomes[i] = Outcome(False, 0.0, "", error=f"embedding model {model!r} {exc}")
             continue
         for i in indices:
             spec, observed, _ = items[i]
@@ -96,3 +101,18 @@ async def check_many(items: Sequence[tuple[Similar, Observed, AssertContext]]) -
                 spec._vectors = [vectors[texts[text]] for text in spec.expected]
             outcomes[i] = spec.compare(observed, vectors[texts[observed.text]], spec._vectors)
     return outcomes  # type: ignore[return-value]  # every index was filled above
+
+
+class LengthError(Exception):
+    """An embedding model answered a different number of vectors than it was given texts."""
+
+
+async def embed(ctx: AssertContext, model: str, texts: list[str]) -> list[Sequence[float]]:
+    vectors: list[Sequence[float]] = []
+    for start in range(0, len(texts), EMBED_BATCH):
+        chunk = texts[start : start + EMBED_BATCH]
+        found = await ctx.embed(model, chunk)
+        if len(found) != len(chunk):
+            raise LengthError(f"gave {len(found)} vectors for {len(chunk)} texts")
+        vectors += found
+    return vectors

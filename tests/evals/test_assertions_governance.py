@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.evals.assertions import evaluate, parse_assertion
 from gateway.evals.observed import Observed
@@ -110,6 +111,7 @@ CASES: list[tuple[dict[str, Any], Observed, bool]] = [
     ({"type": "tool_withheld"}, HELD, True),
     ({"type": "tool_withheld"}, HEADER_ONLY, True),
     ({"type": "tool_withheld"}, call(x_gateway_tool_calls_withheld="0"), False),
+    ({"type": "tool_withheld"}, call(x_gateway_tool_calls_withheld="1"), True),
     ({"type": "tool_withheld"}, call(x_gateway_tool_calls_withheld="x"), False),
     ({"type": "tool_withheld"}, CLEAN, False),
     ({"type": "tool_withheld"}, AFTER_RELEASE, False),
@@ -154,6 +156,7 @@ CASES: list[tuple[dict[str, Any], Observed, bool]] = [
     ({"type": "allowed"}, UPSTREAM_FAILED, False),
     ({"type": "allowed"}, call(status=404), False),
     ({"type": "allowed"}, call(status=399), True),
+    ({"type": "allowed"}, call(status=400), False),
     ({"type": "allowed"}, SHADOWED, True),
     ({"type": "allowed", "shadow": True}, SHADOWED, False),
     ({"type": "allowed", "shadow": True}, call(SHADOW_WARN), True),
@@ -242,3 +245,40 @@ async def test_a_decision_without_the_usual_fields_is_shown_and_never_crashes() 
         result = await evaluate(parse_assertion(spec), odd, None)  # type: ignore[arg-type]
         assert result.error is None
     assert "decisions: ?/? block; tool/? deny" in result.reason
+
+
+EXACT: list[tuple[dict[str, Any], Observed, str]] = [
+    ({"type": "redacted", "kinds": ["ssn"]}, NOTHING, "expected a redaction of ssn; saw status 200; decisions: none"),
+    ({"type": "tool_withheld"}, NOTHING, "expected a tool call withheld; saw status 200; decisions: none"),
+    ({"type": "tool_withheld"}, call(x_gateway_tool_calls_withheld="0"),
+     "expected a tool call withheld; saw status 200; decisions: none"),
+    ({"type": "requires_approval"}, call(TOOL_HOLD),
+     "expected a tool call held for approval; saw status 200; decisions: "
+     "tool/refund-large require_approval ['payments.refund']; approvals: apr_7f3c"),
+    ({"type": "blocked"}, call({"rule": "r"}), "expected the call blocked; saw status 200; decisions: ?/r ?"),
+    ({"type": "blocked"}, call({"rule": "r" * 296}),  # 300 characters of records: shown whole
+     f"expected the call blocked; saw status 200; decisions: ?/{'r' * 296} ?"),
+    ({"type": "blocked"}, call({"rule": "r" * 297}),
+     f"expected the call blocked; saw status 200; decisions: ?/{'r' * 297} ... (301 chars)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("spec", "seen", "reason"), EXACT, ids=[f"{i}-{c[0]['type']}" for i, c in enumerate(EXACT)])
+async def test_governance_reason_in_full(spec: dict, seen: Observed, reason: str) -> None:
+    result = await evaluate(parse_assertion(spec), seen, None)  # type: ignore[arg-type]
+    assert result.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [({"type": kind, field: ""}, field) for kind, field in
+     (("blocked", "rule"), ("redacted", "rule"), ("warned", "rule"), ("tool_withheld", "name"),
+      ("requires_approval", "rule"), ("requires_approval", "name"))]
+    + [({"type": "redacted", "kinds": []}, "kinds")],
+)  # fmt: skip
+def test_governance_fields_refuse_empty_values_and_take_short_ones(spec: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        parse_assertion(spec)
+    assert [error["loc"] for error in raised.value.errors()] == [(spec["type"], field)]
+    short = {**spec, field: ["x"] if field == "kinds" else "x"}
+    assert getattr(parse_assertion(short), field) == short[field]

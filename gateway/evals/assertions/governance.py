@@ -75,9 +75,8 @@ class Blocked(GovernanceAssertion):
     def check(self, observed: Observed) -> Outcome:
         refused = error_code(observed) == REFUSED
         found = self.decisions(observed, actions=("block", "deny"), rule=self.rule)
-        would = any(d.get("shadow") for d in found)  # only present with shadow: true
-        enforced = refused and (self.rule is None or any(not d.get("shadow") for d in found))
-        return held(enforced or would, summary(observed))
+        would = any(d.get("shadow") for d in found)  # shadow decisions are found only with shadow: true
+        return held((refused and (self.rule is None or bool(found))) or would, summary(observed))
 
 
 class Redacted(GovernanceAssertion):

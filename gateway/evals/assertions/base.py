@@ -65,7 +65,7 @@ class Assertion(BaseModel):
 
     uses: ClassVar[frozenset[str]] = frozenset()  # among "embed", "judge", "decisions": what the runner must provide
     type: str
-    weight: Annotated[Finite, Field(gt=0)] = Field(default=1.0, description="its share of the attempt's score")
+    weight: Finite = Field(default=1.0, gt=0, description="its share of the attempt's score")
     metric: str | None = Field(
         default=None, min_length=1, max_length=100, description="a named metric its score feeds (mean per run)"
     )

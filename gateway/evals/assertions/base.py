@@ -20,6 +20,9 @@ CLIP = 200  # characters of a text a reason quotes
 
 
 class AssertContext(Protocol):
+    """What an assertion may ask of the runner. A context may also carry `messages` (the chat the target was sent):
+    `llm_judge` shows them to the judge when present."""
+
     vars: dict[str, Any]  # the case's variables
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:

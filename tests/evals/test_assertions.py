@@ -74,6 +74,10 @@ CASES: list[tuple[dict[str, Any], Observed, bool]] = [
     ({"type": "icontains-all", "value": ["YOUR", "denied"]}, REFUND, False),
     ({"type": "not-contains-any", "value": ["SSN", "password"]}, REFUND, True),
     ({"type": "not-contains-all", "value": ["refund", "SSN"]}, REFUND, True),
+    ({"type": "not-icontains-any", "value": ["ssn", "PASSWORD"]}, REFUND, True),
+    ({"type": "not-icontains-any", "value": ["ssn", "YOUR"]}, REFUND, False),
+    ({"type": "not-icontains-all", "value": ["YOUR", "ISSUED"]}, REFUND, False),
+    ({"type": "not-icontains-all", "value": ["YOUR", "SSN"]}, REFUND, True),
     # regex: re.search, so anywhere unless anchored
     ({"type": "regex", "value": r"\$\d+"}, REFUND, True),
     ({"type": "regex", "value": r"^Your"}, REFUND, False),
@@ -119,6 +123,8 @@ CASES: list[tuple[dict[str, Any], Observed, bool]] = [
     ({"type": "levenshtein", "value": "Your", "threshold": 0}, observed("Your"), True),
     ({"type": "levenshtein", "value": "Yours", "threshold": 0}, observed("Your"), False),
     ({"type": "not-levenshtein", "value": "entirely different", "threshold": 3}, REFUND, True),
+    ({"type": "levenshtein", "value": "abcdefgh"}, observed("abc"), True),  # default threshold: 5 edits
+    ({"type": "levenshtein", "value": "abcdefghi"}, observed("abc"), False),
     # word-count: bounds included
     ({"type": "word-count", "min": 3, "max": 3}, NUMBERS, True),
     ({"type": "word-count", "min": 4}, NUMBERS, False),
@@ -133,6 +139,7 @@ CASES: list[tuple[dict[str, Any], Observed, bool]] = [
     ({"type": "latency", "threshold": 249.9}, NUMBERS, False),
     ({"type": "not-latency", "threshold": 100}, NUMBERS, True),
     ({"type": "tokens", "threshold": 15}, NUMBERS, True),
+    ({"type": "tokens", "threshold": 0, "prompt": 0, "completion": 0}, observed(), True),
     ({"type": "tokens", "threshold": 14}, NUMBERS, False),
     ({"type": "tokens", "prompt": 10, "completion": 5}, NUMBERS, True),
     ({"type": "tokens", "prompt": 9}, NUMBERS, False),
@@ -152,72 +159,92 @@ async def test_deterministic_assertion_passes_or_fails_as_written(spec: dict, se
     assert "; saw " in reason
 
 
-REASONS: list[tuple[dict[str, Any], Observed, list[str]]] = [
-    ({"type": "contains", "value": "refund"}, observed("no"), ["expected output contains 'refund'", "saw output 'no'"]),
-    ({"type": "icontains", "value": "x"}, observed("no"), ["contains (any case) 'x'"]),
-    ({"type": "starts-with", "value": "x"}, observed("no"), ["output starts with 'x'"]),
-    ({"type": "not-contains", "value": "no"}, observed("no"), ["expected not (output contains 'no'); saw output 'no'"]),
-    (
-        {"type": "contains-all", "value": ["a", "no", "b"]},
-        observed("no"),
-        ['all of \'["a", "no", "b"]\'', 'missing \'["a", "b"]\''],
-    ),
-    ({"type": "icontains-any", "value": ["é"]}, observed("no"), ["any of (any case) '[\"é\"]'"]),
-    ({"type": "contains-any", "value": ["a"]}, observed(""), ["saw output ''"]),
-    ({"type": "equals", "value": "a"}, observed("b"), ["output equal to 'a'"]),
-    ({"type": "equals", "value": [1]}, observed("b"), ["equal to the JSON '[1]'", "which is not JSON"]),
-    ({"type": "regex", "value": "^a"}, observed("b"), ["matching the regex '^a'"]),
-    ({"type": "is-json"}, observed("{"), ["parses as JSON", "not JSON (Expecting property name"]),
-    ({"type": "json-schema", "value": SCHEMA}, observed('{"name": 1}'), ["invalid at name: 1 is not of type 'string'"]),
-    ({"type": "json-schema", "value": SCHEMA}, observed("{}"), ["invalid at (root): 'name' is a required property"]),
-    ({"type": "json-schema", "value": SCHEMA}, observed("x"), ["which is not JSON"]),
-    (
-        {"type": "tool-call", "name": "a.b", "when": [{"arg": "n", "in": [1]}]},
-        TOOLS,
-        [
-            'a tool call \'a.b\' with arguments where \'[{"arg": "n", "in": [1]}]\'',
-            'saw tool calls \'payments.refund({"amount": 50',
-            "; shell.exec(not json)'",
-        ],
-    ),
-    ({"type": "tool-call"}, observed(status=403, error=REFUSED), ["saw no tool calls (no output: the call failed"]),
-    ({"type": "tool-call"}, observed("hi"), ["saw no tool calls"]),
-    (
-        {"type": "levenshtein", "value": "abc", "threshold": 1},
-        observed("abd"),
-        ["within 1 edits of 'abc'", "1 edit away"],
-    ),
-    ({"type": "levenshtein", "value": "abc", "threshold": 1}, observed("xyz"), ["more than 1 edits away"]),
-    ({"type": "levenshtein", "value": "a", "threshold": 3}, observed("a"), ["0 edits away"]),
-    ({"type": "word-count", "min": 2}, observed("a b c"), ["at least 2 words", "saw 3 words in output 'a b c'"]),
-    ({"type": "word-count", "max": 2}, observed("a"), ["at most 2 words"]),
-    ({"type": "word-count", "min": 1, "max": 2}, observed("a"), ["between 1 and 2 words"]),
-    ({"type": "finish-reason", "value": "stop"}, observed(finish_reason="length"), ["'stop'; saw finish reason"]),
-    ({"type": "latency", "threshold": 100}, NUMBERS, ["latency at most 100 ms; saw 250.0 ms"]),
-    ({"type": "tokens", "threshold": 1, "completion": 2}, NUMBERS, ["at most 1 in all, 2 completion tokens"]),
-    ({"type": "tokens", "threshold": 1}, NUMBERS, ["saw 15 tokens (10 prompt, 5 completion)"]),
-    ({"type": "tokens", "prompt": 3}, NUMBERS, ["at most 3 prompt tokens"]),
-    ({"type": "cost", "threshold": 0.001}, NUMBERS, ["cost at most $0.001; saw $0.002"]),
-    (
-        {"type": "contains", "value": "x"},
-        observed(status=403, error=REFUSED),
-        ["saw no output: the call failed with 403 policy_denied ('Blocked by rule pii-block.')"],
-    ),
-    (
-        {"type": "contains", "value": "x"},
-        observed(status=502, error={"type": "upstream_error"}),
-        ["the call failed with 502 upstream_error"],
-    ),
-    ({"type": "contains", "value": "x"}, observed(status=500, error={}), ["the call failed with 500 error"]),
-    ({"type": "contains", "value": "x"}, observed("y" * 300), [f"saw output '{'y' * 200}'... (300 chars)"]),
-]
+NESTED = {"type": "array", "items": {"type": "object", "properties": {"sku": {"type": "string"}}}}
+LONG_SCHEMA = {"type": "object", "properties": {"n": {"type": "string", "description": "d" * 200}}}
+SHOWN_SCHEMA = '\'{"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}\''
+FAILED = "saw no output: the call failed with 403 policy_denied ('Blocked by rule pii-block.')"
+
+REASONS: list[tuple[dict[str, Any], Observed, str]] = [
+    ({"type": "contains", "value": "refund"}, observed("no"), "expected output contains 'refund'; saw output 'no'"),
+    ({"type": "icontains", "value": "x"}, observed("no"), "expected output contains (any case) 'x'; saw output 'no'"),
+    ({"type": "starts-with", "value": "x"}, observed("no"), "expected output starts with 'x'; saw output 'no'"),
+    ({"type": "not-contains", "value": "no"}, observed("no"), "expected not (output contains 'no'); saw output 'no'"),
+    ({"type": "contains-all", "value": ["a", "no", "b"]}, observed("no"),
+     """expected output contains all of '["a", "no", "b"]'; saw output 'no' (missing '["a", "b"]')"""),
+    ({"type": "icontains-any", "value": ["é"]}, observed("no"),
+     """expected output contains any of (any case) '["é"]'; saw output 'no' (missing '["é"]')"""),
+    ({"type": "not-icontains-all", "value": ["é", "no"]}, observed("No"),
+     """expected not (output contains all of (any case) '["é", "no"]'); saw output 'No' (missing '["é"]')"""),
+    ({"type": "contains-any", "value": ["a"]}, observed(""),
+     """expected output contains any of '["a"]'; saw output ''"""),
+    ({"type": "equals", "value": "a"}, observed("b"), "expected output equal to 'a'; saw output 'b'"),
+    ({"type": "equals", "value": [1]}, observed("b"),
+     "expected output equal to the JSON '[1]'; saw output 'b', which is not JSON"),
+    ({"type": "regex", "value": "^a"}, observed("b"), "expected output matching the regex '^a'; saw output 'b'"),
+    ({"type": "is-json"}, observed("{"), "expected output that parses as JSON; saw output '{', not JSON (Expecting "
+                                         "property name enclosed in double quotes: line 1 column 2 (char 1))"),
+    ({"type": "not-is-json"}, observed("{}"), "expected not (output that parses as JSON); saw output '{}'"),
+    ({"type": "json-schema", "value": SCHEMA}, observed('{"name": 1}'),
+     f"""expected output valid against the JSON Schema {SHOWN_SCHEMA}; saw output '{{"name": 1}}', invalid at name: """
+     "1 is not of type 'string'"),
+    ({"type": "json-schema", "value": SCHEMA}, observed("{}"),
+     f"expected output valid against the JSON Schema {SHOWN_SCHEMA}; saw output '{{}}', invalid at (root): 'name' is a "
+     "required property"),
+    ({"type": "json-schema", "value": SCHEMA}, observed("x"),
+     f"expected output valid against the JSON Schema {SHOWN_SCHEMA}; saw output 'x', which is not JSON"),
+    ({"type": "json-schema", "value": NESTED}, observed('[{"sku": "a"}, {"sku": 1}]'),
+     """expected output valid against the JSON Schema '{"type": "array", "items": {"type": "object", "properties": """
+     """{"sku": {"type": "string"}}}}'; saw output '[{"sku": "a"}, {"sku": 1}]', invalid at 1/sku: 1 is not of type """
+     "'string'"),
+    ({"type": "json-schema", "value": LONG_SCHEMA}, observed('{"n": 1}'),
+     """expected output valid against the JSON Schema '{"type": "object", "properties": {"n": {"type": "string", """
+     f""""description": "{'d' * 126}'... (278 chars); saw output '{{"n": 1}}', invalid at n: 1 is not of type """
+     "'string'"),
+    ({"type": "tool-call", "name": "a.b", "when": [{"arg": "n", "in": [1]}]}, TOOLS,
+     """expected a tool call 'a.b' with arguments where '[{"arg": "n", "in": [1]}]'; saw tool calls 'payments.refund("""
+     """{"amount": 50, "currency": "EUR", "items": [{"sku": "A1"}]}); shell.exec(not json)'"""),
+    ({"type": "tool-call", "name": "x"}, observed(tool_calls=[ToolCall("note", {"text": "café"})]),
+     """expected a tool call 'x'; saw tool calls 'note({"text": "café"})'"""),
+    ({"type": "tool-call"}, observed(status=403, error=REFUSED),
+     f"expected a tool call; saw no tool calls ({FAILED[4:]})"),
+    ({"type": "tool-call"}, observed("hi"), "expected a tool call; saw no tool calls"),
+    ({"type": "levenshtein", "value": "abc", "threshold": 1}, observed("abd"),
+     "expected output within 1 edit of 'abc'; saw output 'abd', 1 edit away"),
+    ({"type": "levenshtein", "value": "abc", "threshold": 2}, observed("xyz"),
+     "expected output within 2 edits of 'abc'; saw output 'xyz', more than 2 edits away"),
+    ({"type": "levenshtein", "value": "a", "threshold": 3}, observed("a"),
+     "expected output within 3 edits of 'a'; saw output 'a', 0 edits away"),
+    ({"type": "levenshtein", "value": "abcdefgh"}, observed("abc"),
+     "expected output within 5 edits of 'abcdefgh'; saw output 'abc', 5 edits away"),
+    ({"type": "word-count", "min": 2}, observed("a b c"), "expected at least 2 words; saw 3 words in output 'a b c'"),
+    ({"type": "word-count", "min": 1}, observed("a"), "expected at least 1 word; saw 1 word in output 'a'"),
+    ({"type": "word-count", "max": 1}, observed(""), "expected at most 1 word; saw 0 words in output ''"),
+    ({"type": "word-count", "min": 1, "max": 2}, observed("a"),
+     "expected between 1 and 2 words; saw 1 word in output 'a'"),
+    ({"type": "finish-reason", "value": "stop"}, observed(finish_reason="length"),
+     "expected finish reason 'stop'; saw finish reason 'length'"),
+    ({"type": "latency", "threshold": 100}, NUMBERS, "expected latency at most 100 ms; saw 250.0 ms"),
+    ({"type": "tokens", "threshold": 1, "completion": 2}, NUMBERS,
+     "expected at most 1 token in all, 2 completion tokens; saw 15 tokens (10 prompt, 5 completion)"),
+    ({"type": "tokens", "prompt": 3, "completion": 1}, NUMBERS,
+     "expected at most 3 prompt tokens, 1 completion token; saw 15 tokens (10 prompt, 5 completion)"),
+    ({"type": "cost", "threshold": 0.001}, NUMBERS, "expected cost at most $0.001; saw $0.002"),
+    ({"type": "contains", "value": "x"}, observed(status=403, error=REFUSED),
+     f"expected output contains 'x'; {FAILED}"),
+    ({"type": "contains", "value": "x"}, observed(status=502, error={"type": "upstream_error"}),
+     "expected output contains 'x'; saw no output: the call failed with 502 upstream_error"),
+    ({"type": "contains", "value": "x"}, observed(status=500, error={}),
+     "expected output contains 'x'; saw no output: the call failed with 500 error"),
+    ({"type": "contains", "value": "x"}, observed("y" * 300),
+     f"expected output contains 'x'; saw output '{'y' * 200}'... (300 chars)"),
+]  # fmt: skip
 
 
-@pytest.mark.parametrize(("spec", "seen", "parts"), REASONS, ids=[f"{i}-{c[0]['type']}" for i, c in enumerate(REASONS)])
-async def test_reason_says_what_was_expected_and_what_was_seen(spec: dict, seen: Observed, parts: list[str]) -> None:
-    _, _, reason = await check(spec, seen)
-    for part in parts:
-        assert part in reason
+@pytest.mark.parametrize(
+    ("spec", "seen", "reason"), REASONS, ids=[f"{i}-{c[0]['type']}" for i, c in enumerate(REASONS)]
+)
+async def test_reason_says_what_was_expected_and_what_was_seen(spec: dict, seen: Observed, reason: str) -> None:
+    assert (await check(spec, seen))[2] == reason
 
 
 async def test_weight_and_metric_are_carried_into_the_result() -> None:
@@ -249,52 +276,78 @@ def test_uses_says_what_the_runner_must_provide(spec: dict, needs: set[str]) -> 
     assert uses(parse_assertion(spec)) == needs
 
 
+GE0 = "Input should be greater than or equal to 0"
+ONE_CHAR = "String should have at least 1 character"
+ONE_ITEM = "List should have at least 1 item after validation, not 0"
+TEXTS = "Value error, expected a non-empty text or a non-empty list of non-empty texts"
 INVALID: list[tuple[dict[str, Any], tuple[Any, ...], str]] = [
-    ({"type": "contain", "value": "x"}, (), "Input tag 'contain' found using 'type' does not match"),
+    ({"type": "contain", "value": "x"}, (),
+     "Input tag 'contain' found using 'type' does not match any of the expected tags: 'equals', 'not-equals', ..."),
     ({"value": "x"}, (), "Unable to extract tag using discriminator 'type'"),
     ({"type": "contains", "value": "x", "threshold": 1}, ("contains", "threshold"), "Extra inputs are not permitted"),
-    ({"type": "contains", "value": ""}, ("contains", "value"), "at least 1 character"),
+    ({"type": "contains", "value": ""}, ("contains", "value"), ONE_CHAR),
     ({"type": "contains"}, ("contains", "value"), "Field required"),
-    ({"type": "contains", "value": "x", "weight": 0}, ("contains", "weight"), "greater than 0"),
-    ({"type": "contains", "value": "x", "weight": float("inf")}, ("contains", "weight"), "finite"),
-    ({"type": "contains", "value": "x", "metric": ""}, ("contains", "metric"), "at least 1 character"),
-    ({"type": "contains-any", "value": []}, ("contains-any", "value"), "at least 1 item"),
-    ({"type": "contains-all", "value": ["a", ""]}, ("contains-all", "value"), "values must be non-empty strings"),
-    ({"type": "regex", "value": "(unclosed"}, ("regex", "value"), "invalid regex '(unclosed': missing ), unterminated"),
-    ({"type": "not-regex", "value": "*"}, ("not-regex", "value"), "invalid regex '*'"),
-    ({"type": "json-schema", "value": {"type": "nope"}}, ("json-schema", "value"), "not a valid JSON Schema at type:"),
-    ({"type": "json-schema", "value": {"minLength": -1}}, ("json-schema", "value"), "not a valid JSON Schema at min"),
-    ({"type": "json-schema", "value": "x"}, ("json-schema", "value"), "valid dictionary"),
-    ({"type": "tool-call", "when": [{"arg": "a", "gt": "x"}]}, ("tool-call", "when", 0, "gt"), "expected a number"),
-    ({"type": "tool-call", "when": [{"arg": "a"}]}, ("tool-call", "when", 0), "exactly one operator"),
-    ({"type": "tool-call", "when": [{"arg": "a", "regex": "("}]}, ("tool-call", "when", 0, "regex"), "invalid regex"),
-    ({"type": "tool-call", "name": ""}, ("tool-call", "name"), "at least 1 character"),
-    ({"type": "levenshtein", "value": "a", "threshold": -1}, ("levenshtein", "threshold"), "greater than or equal"),
-    ({"type": "word-count"}, ("word-count",), "word-count needs min, max or both"),
-    ({"type": "word-count", "min": 3, "max": 2}, ("word-count",), "min (3) is greater than max (2)"),
-    ({"type": "word-count", "min": -1}, ("word-count", "min"), "greater than or equal to 0"),
+    ({"type": "contains", "value": "x", "weight": 0}, ("contains", "weight"), "Input should be greater than 0"),
+    ({"type": "contains", "value": "x", "weight": float("inf")}, ("contains", "weight"),
+     "Value error, must be a finite number"),
+    ({"type": "contains", "value": "x", "metric": ""}, ("contains", "metric"), ONE_CHAR),
+    ({"type": "contains-any", "value": []}, ("contains-any", "value"), ONE_ITEM),
+    ({"type": "contains-all", "value": ["a", ""]}, ("contains-all", "value"),
+     "Value error, values must be non-empty strings"),
+    ({"type": "regex", "value": "(unclosed"}, ("regex", "value"),
+     "Value error, invalid regex '(unclosed': missing ), unterminated subpattern at position 0"),
+    ({"type": "not-regex", "value": "*"}, ("not-regex", "value"),
+     "Value error, invalid regex '*': nothing to repeat at position 0"),
+    ({"type": "regex", "value": ""}, ("regex", "value"), ONE_CHAR),
+    ({"type": "json-schema", "value": {"type": "nope"}}, ("json-schema", "value"),
+     "Value error, not a valid JSON Schema at type: 'nope' is not valid under any of the given schemas"),
+    ({"type": "json-schema", "value": {"properties": {"name": {"type": "nope"}}}}, ("json-schema", "value"),
+     "Value error, not a valid JSON Schema at properties/name/type: 'nope' is not valid under any of the given "
+     "schemas"),
+    ({"type": "json-schema", "value": {"minLength": -1}}, ("json-schema", "value"),
+     "Value error, not a valid JSON Schema at minLength: -1 is less than the minimum of 0"),
+    ({"type": "json-schema", "value": "x"}, ("json-schema", "value"), "Input should be a valid dictionary"),
+    ({"type": "tool-call", "when": [{"arg": "a", "gt": "x"}]}, ("tool-call", "when", 0, "gt"),
+     "Value error, expected a number, got 'x'"),
+    ({"type": "tool-call", "when": [{"arg": "a"}]}, ("tool-call", "when", 0),
+     "Value error, a condition needs exactly one operator of eq, ne, gt, gte, lt, lte, in, nin, regex, contains, "
+     "exists (found: none)"),
+    ({"type": "tool-call", "when": [{"arg": "a", "regex": "("}]}, ("tool-call", "when", 0, "regex"),
+     "Value error, invalid regex '(': missing ), unterminated subpattern at position 0"),
+    ({"type": "tool-call", "name": ""}, ("tool-call", "name"), ONE_CHAR),
+    ({"type": "levenshtein", "value": "a", "threshold": -1}, ("levenshtein", "threshold"), GE0),
+    ({"type": "word-count"}, ("word-count",), "Value error, word-count needs min, max or both"),
+    ({"type": "word-count", "min": 3, "max": 2}, ("word-count",), "Value error, min (3) is greater than max (2)"),
+    ({"type": "word-count", "min": -1}, ("word-count", "min"), GE0),
+    ({"type": "word-count", "max": -1}, ("word-count", "max"), GE0),
     ({"type": "latency"}, ("latency", "threshold"), "Field required"),
-    ({"type": "latency", "threshold": -1}, ("latency", "threshold"), "greater than or equal to 0"),
-    ({"type": "latency", "threshold": float("nan")}, ("latency", "threshold"), ""),
-    ({"type": "cost", "threshold": -0.01}, ("cost", "threshold"), "greater than or equal to 0"),
-    ({"type": "tokens"}, ("tokens",), "tokens needs threshold (total), prompt, completion, or several"),
-    ({"type": "tokens", "prompt": -1}, ("tokens", "prompt"), "greater than or equal to 0"),
-    ({"type": "finish-reason", "value": ""}, ("finish-reason", "value"), "at least 1 character"),
-    ({"type": "similar", "value": "x", "threshold": 1.5}, ("similar", "threshold"), "less than or equal to 1"),
-    ({"type": "similar", "value": "x", "threshold": -0.1}, ("similar", "threshold"), "greater than or equal to 0"),
-    ({"type": "similar", "value": ""}, ("similar", "value"), "non-empty text"),
-    ({"type": "similar", "value": ["a", ""]}, ("similar", "value"), "non-empty list of non-empty texts"),
-    ({"type": "similar", "value": []}, ("similar", "value"), "non-empty"),
-    ({"type": "similar", "value": "x", "model": ""}, ("similar", "model"), "at least 1 character"),
-    ({"type": "llm_judge", "rubric": "r", "model": "m", "threshold": 2}, ("llm_judge", "threshold"), "less than or"),
+    ({"type": "latency", "threshold": -1}, ("latency", "threshold"), GE0),
+    ({"type": "latency", "threshold": float("nan")}, ("latency", "threshold"), GE0),
+    ({"type": "latency", "threshold": float("inf")}, ("latency", "threshold"), "Value error, must be a finite number"),
+    ({"type": "cost", "threshold": -0.01}, ("cost", "threshold"), GE0),
+    ({"type": "tokens"}, ("tokens",), "Value error, tokens needs threshold (total), prompt, completion, or several"),
+    ({"type": "tokens", "threshold": -1}, ("tokens", "threshold"), GE0),
+    ({"type": "tokens", "prompt": -1}, ("tokens", "prompt"), GE0),
+    ({"type": "tokens", "completion": -1}, ("tokens", "completion"), GE0),
+    ({"type": "finish-reason", "value": ""}, ("finish-reason", "value"), ONE_CHAR),
+    ({"type": "similar", "value": "x", "threshold": 1.5}, ("similar", "threshold"),
+     "Input should be less than or equal to 1"),
+    ({"type": "similar", "value": "x", "threshold": -0.1}, ("similar", "threshold"), GE0),
+    ({"type": "similar", "value": ""}, ("similar", "value"), TEXTS),
+    ({"type": "similar", "value": ["a", ""]}, ("similar", "value"), TEXTS),
+    ({"type": "similar", "value": []}, ("similar", "value"), TEXTS),
+    ({"type": "similar", "value": "x", "model": ""}, ("similar", "model"), ONE_CHAR),
+    ({"type": "llm_judge", "rubric": "r", "model": "m", "threshold": 2}, ("llm_judge", "threshold"),
+     "Input should be less than or equal to 1"),
     ({"type": "llm_judge", "model": "m"}, ("llm_judge", "rubric"), "Field required"),
     ({"type": "llm_judge", "rubric": "r"}, ("llm_judge", "model"), "Field required"),
-    ({"type": "blocked", "rule": ""}, ("blocked", "rule"), "at least 1 character"),
-    ({"type": "redacted", "kinds": []}, ("redacted", "kinds"), "at least 1 item"),
-    ({"type": "tool_withheld", "name": ""}, ("tool_withheld", "name"), "at least 1 character"),
+    ({"type": "blocked", "rule": ""}, ("blocked", "rule"), ONE_CHAR),
+    ({"type": "redacted", "kinds": []}, ("redacted", "kinds"), ONE_ITEM),
+    ({"type": "tool_withheld", "name": ""}, ("tool_withheld", "name"), ONE_CHAR),
     ({"type": "allowed", "rule": "x"}, ("allowed", "rule"), "Extra inputs are not permitted"),
-    ({"type": "blocked", "shadow": "maybe"}, ("blocked", "shadow"), "valid boolean"),
-]
+    ({"type": "blocked", "shadow": "maybe"}, ("blocked", "shadow"),
+     "Input should be a valid boolean, unable to interpret input"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("spec", "loc", "message"), INVALID, ids=[f"{i}" for i in range(len(INVALID))])
@@ -303,7 +356,7 @@ def test_invalid_assertion_is_refused_naming_the_field(spec: dict, loc: tuple, m
         parse_assertion(spec)
     [error] = raised.value.errors()
     assert error["loc"] == loc
-    assert message in error["msg"]
+    assert error["msg"].startswith(message.removesuffix("...")) if message.endswith("...") else error["msg"] == message
 
 
 def test_assertions_are_frozen_and_compile_once() -> None:
@@ -323,6 +376,11 @@ def test_edit_distance_is_levenshtein_and_stops_past_the_limit(a: str, b: str, d
     assert edit_distance(a, b, limit=distance) == distance
     if distance:
         assert edit_distance(a, b, limit=distance - 1) == distance
+
+
+def test_edit_distance_past_the_limit_is_limit_plus_one() -> None:
+    assert edit_distance("ab", "bxc", limit=1) == 2  # every row has a cell within 1, the last one is 3
+    assert edit_distance("ab", "bxc", limit=3) == 3
 
 
 def test_edit_distance_gives_up_early_on_long_far_texts() -> None:

@@ -109,6 +109,11 @@ def clip(text: str, limit: int = CLIP) -> str:
     return f"{text[:limit]!r}... ({len(text)} chars)"
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 word', '3 words'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def shorten(text: str, limit: int = CLIP) -> str:
     """A text cut to `limit` characters, saying how long it was."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"

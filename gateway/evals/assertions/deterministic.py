@@ -14,7 +14,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import Field, JsonValue, PrivateAttr, field_validator, model_validator
 
-from gateway.evals.assertions.base import Assertion, NonNegative, Outcome, clip, held, output_seen, shorten
+from gateway.evals.assertions.base import Assertion, NonNegative, Outcome, clip, held, output_seen, plural, shorten
 from gateway.evals.observed import Observed, ToolCall
 from gateway.toolcalls.engine import condition_holds, json_equal
 from gateway.toolcalls.rules import Condition, compile_condition, glob_pattern
@@ -95,7 +95,7 @@ class ContainsSome(Assertion):
         found = not missing if kind.endswith("-all") else len(missing) < len(self.value)
         seen = output_seen(observed)
         if missing and observed.text:
-            seen += f" (missing {clip(json.dumps(missing, ensure_ascii=False), 120)})"
+            seen += f" (missing {clip(json.dumps(missing, ensure_ascii=False))})"
         return held(found, seen)
 
 
@@ -162,7 +162,7 @@ class JsonSchema(Assertion):
         self._validator = jsonschema.validators.validator_for(self.value)(self.value)
 
     def expectation(self) -> str:
-        return f"output valid against the JSON Schema {clip(json.dumps(self.value), 120)}"
+        return f"output valid against the JSON Schema {clip(json.dumps(self.value))}"
 
     def check(self, observed: Observed) -> Outcome:
         try:
@@ -173,7 +173,7 @@ class JsonSchema(Assertion):
         if error is None:
             return held(True, output_seen(observed))
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-        return held(False, f"{output_seen(observed)}, invalid at {where}: {shorten(error.message, 120)}")
+        return held(False, f"{output_seen(observed)}, invalid at {where}: {shorten(error.message)}")
 
 
 class ToolCallMade(Assertion):
@@ -194,7 +194,7 @@ class ToolCallMade(Assertion):
         what = f"a tool call {self.name!r}" if self.name is not None else "a tool call"
         if self.when:
             conditions = [c.model_dump(by_alias=True, exclude_defaults=True) for c in self.when]
-            what += f" with arguments where {clip(json.dumps(conditions), 160)}"
+            what += f" with arguments where {clip(json.dumps(conditions))}"
         return what
 
     def _matches(self, call: ToolCall) -> bool:
@@ -227,13 +227,13 @@ class Levenshtein(Assertion):
     threshold: int = Field(default=5, ge=0, description="the largest edit distance that passes")
 
     def expectation(self) -> str:
-        return f"output within {self.threshold} edits of {clip(self.value)}"
+        return f"output within {plural(self.threshold, 'edit')} of {clip(self.value)}"
 
     def check(self, observed: Observed) -> Outcome:
         distance = edit_distance(observed.text, self.value, limit=self.threshold)
-        shown = str(distance) if distance <= self.threshold else f"more than {self.threshold}"
-        edits = "edit" if distance == 1 else "edits"
-        return held(distance <= self.threshold, f"{output_seen(observed)}, {shown} {edits} away")
+        within = distance <= self.threshold
+        shown = plural(distance, "edit") if within else f"more than {plural(self.threshold, 'edit')}"
+        return held(within, f"{output_seen(observed)}, {shown} away")
 
 
 def edit_distance(a: str, b: str, *, limit: int) -> int:
@@ -268,15 +268,15 @@ class WordCount(Assertion):
 
     def expectation(self) -> str:
         if self.max is None:
-            return f"at least {self.min} words"
+            return f"at least {plural(self.min or 0, 'word')}"
         if self.min is None:
-            return f"at most {self.max} words"
-        return f"between {self.min} and {self.max} words"
+            return f"at most {plural(self.max, 'word')}"
+        return f"between {self.min} and {plural(self.max, 'word')}"
 
     def check(self, observed: Observed) -> Outcome:
         count = len(observed.text.split())
         fits = (self.min is None or count >= self.min) and (self.max is None or count <= self.max)
-        return held(fits, f"{count} words in {output_seen(observed)}")
+        return held(fits, f"{plural(count, 'word')} in {output_seen(observed)}")
 
 
 class FinishReason(Assertion):
@@ -320,8 +320,9 @@ class Tokens(Assertion):
         return self
 
     def expectation(self) -> str:
-        limits = [(self.threshold, "in all"), (self.prompt, "prompt"), (self.completion, "completion")]
-        return "at most " + ", ".join(f"{n} {what}" for n, what in limits if n is not None) + " tokens"
+        limits = [(self.threshold, "token", " in all"), (self.prompt, "prompt token", ""),
+                  (self.completion, "completion token", "")]  # fmt: skip
+        return "at most " + ", ".join(plural(n, noun) + tail for n, noun, tail in limits if n is not None)
 
     def check(self, observed: Observed) -> Outcome:
         prompt, completion = observed.prompt_tokens, observed.completion_tokens

@@ -254,7 +254,13 @@ async def test_judge_prompt_holds_the_rubric_the_case_input_and_the_output() -> 
     ctx = Context([VERDICT], vars={"order": 42}, messages=messages)
     await evaluate(parse_assertion(JUDGE), out("Your refund is on its way."), ctx)
     [[system, user]] = ctx.asked
-    assert system == {"role": "system", "content": SYSTEM} and '{"score"' in SYSTEM
+    assert system == {"role": "system", "content": SYSTEM}
+    assert SYSTEM == (
+        "You grade the output of an AI assistant against a rubric. Read the rubric, the input the assistant was given "
+        "and its output, then answer with exactly one JSON object and nothing else:\n"
+        '{"score": <a number from 0 to 1>, "pass": <true or false>, "reason": "<one or two sentences>"}\n'
+        "score: how well the output meets the rubric (1 fully, 0 not at all). pass: whether it meets the rubric."
+    )
     assert user["role"] == "user"
     assert user["content"] == (
         "# Rubric\nSays the refund was issued, politely.\n\n"

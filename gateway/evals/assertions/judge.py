@@ -39,8 +39,7 @@ class Judged(Assertion):
     threshold: Unit = Field(default=0.5, description="the least verdict score that passes, 0..1")
 
     def expectation(self) -> str:
-        rubric = clip(self.rubric, 120)
-        return f"judge {self.model!r} to pass the output with score >= {self.threshold:g} on rubric {rubric}"
+        return f"judge {self.model!r} to pass the output with score >= {self.threshold:g} on rubric {clip(self.rubric)}"
 
     async def acheck(self, observed: Observed, ctx: AssertContext) -> Outcome:
         if observed.error is not None and not observed.text:

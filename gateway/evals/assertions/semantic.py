@@ -54,7 +54,7 @@ class Similar(Assertion):
     def compare(self, observed: Observed, output: Sequence[float], expected: Sequence[Sequence[float]]) -> Outcome:
         scores = [cosine(output, vector) for vector in expected]
         best = max(range(len(scores)), key=scores.__getitem__)
-        closest = f" (closest: {clip(self.expected[best], 80)})" if len(scores) > 1 else ""
+        closest = f" (closest: {clip(self.expected[best])})" if len(scores) > 1 else ""
         seen = f"{output_seen(observed)}, cosine {scores[best]:.3f}{closest}"
         return Outcome(scores[best] >= self.threshold, max(0.0, scores[best]), seen)
 

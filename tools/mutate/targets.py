@@ -22,6 +22,9 @@ _MEMORY = (*_COUNTERS, "-k", "not redis")  # the tests run once per store: each 
 _REDIS = (*_COUNTERS, "-k", "not memory")
 _PII = ("tests/checks/test_pii.py", "tests/checks/test_pii_formats.py")
 _AUDIT = ("tests/audit/test_audit_chain.py", "tests/audit/test_audit_retention.py")
+_ASSERTIONS = ("tests/evals/test_assertions.py",)
+_GOVERNANCE = ("tests/evals/test_assertions_governance.py",)
+_MODELS = ("tests/evals/test_assertions_models.py", "-k", "not local_minilm")  # the real MiniLM: not per mutant
 
 TARGETS: tuple[Target, ...] = (
     Target("toolrules_engine", "gateway/toolcalls/engine.py", _TOOLS),
@@ -36,6 +39,10 @@ TARGETS: tuple[Target, ...] = (
     Target("approvals", "gateway/approvals/service.py", ("tests/approvals/test_review_findings.py",)),
     Target("evals_baseline", "gateway/evals/baseline.py", ("tests/evals/test_baseline.py",)),
     Target("evals_datasets", "gateway/evals/datasets.py", ("tests/evals/test_datasets.py",)),
+    Target("eval_assertions", "gateway/evals/assertions/deterministic.py", _ASSERTIONS),
+    Target("eval_governance", "gateway/evals/assertions/governance.py", _GOVERNANCE),
+    Target("eval_similar", "gateway/evals/assertions/semantic.py", _MODELS),
+    Target("eval_judge", "gateway/evals/assertions/judge.py", _MODELS),
     # Another engineer is changing these four and their tests: they run last, after the others.
     Target("streamguard", "gateway/policy/streamguard.py", ("tests/test_hot_path.py",)),
     Target("secrets", "gateway/checks/secrets.py", ("tests/checks/test_secrets.py",)),

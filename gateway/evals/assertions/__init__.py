@@ -3,22 +3,27 @@
 The interface the runner uses (owned here):
 - `AssertionSpec`: the pydantic discriminated union (on `type`, `not-` forms included) of every assertion's YAML shape;
 - `evaluate(spec, observed, ctx) -> AssertionResult` (async; never raises for a bad answer: an assertion that cannot be
-  evaluated returns a result with `error` set, which is not a pass);
+  evaluated returns a result with `error` set, which is not a pass); `evaluate_many` batches the embeddings of many;
+- `uses(spec)`: what the runner must provide for it ("embed", "judge", "decisions");
 - `AssertContext`: what an assertion may ask of the runner (embeddings, a judge call, the case's variables).
+
+Modules: base.py (shared fields, `not-`, results), deterministic.py, semantic.py (`similar`), judge.py
+(`llm_judge`), governance.py, registry.py (the union and evaluation).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from gateway.evals.assertions.base import AssertContext, Assertion
+from gateway.evals.assertions.registry import (
+    ASSERTION_TYPES,
+    AssertionSpec,
+    evaluate,
+    evaluate_many,
+    parse_assertion,
+    uses,
+)
 
-
-class AssertContext(Protocol):
-    vars: dict[str, Any]  # the case's variables
-
-    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
-        """Unit vectors for texts, from a configured embedding model or `local/all-MiniLM-L6-v2`."""
-        ...
-
-    async def complete(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, float]:
-        """A judge's answer through the gateway (its text, its cost in USD, counted apart from the target's)."""
-        ...
+__all__ = [
+    "ASSERTION_TYPES", "AssertContext", "Assertion", "AssertionSpec", "evaluate", "evaluate_many", "parse_assertion",
+    "uses",
+]  # fmt: skip

@@ -76,6 +76,9 @@ class ResponseCache:
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
+            ignore = self.folder / ".gitignore"
+            if not ignore.exists():  # the cache keeps itself out of git
+                ignore.write_text("*\n")
         temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         try:
             temporary.write_bytes(to_json(observed))

@@ -20,6 +20,7 @@ class Progress:
         self.total = 0
         self.done = 0
         self._last = 0.0
+        self._drawn = -1  # `done` when last drawn
 
     def start(self, name: str, total: int) -> None:
         self.name, self.total, self.done = name, total, 0
@@ -36,12 +37,14 @@ class Progress:
             self._draw(spent_usd)
 
     def finish(self, spent_usd: float) -> None:
-        self._draw(spent_usd)
+        if self._drawn != self.done:
+            self._draw(spent_usd)
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
 
     def _draw(self, spent_usd: float) -> None:
+        self._drawn = self.done
         share = self.done / self.total if self.total else 1.0
         if self.tty:
             filled = int(share * BAR_WIDTH)

@@ -89,28 +89,31 @@ class Embeddings:
         self.fetch = fetch  # a configured embedding model, through the gateway
         self.known: dict[tuple[str, str], list[float]] = {}
         self._pending: dict[str, dict[str, asyncio.Future[None]]] = {}
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._draining: dict[str, asyncio.Task[None]] = {}
 
     async def get(self, model: str, texts: list[str]) -> list[list[float]]:
         loop = asyncio.get_running_loop()
         waits = []
         for text in texts:
-            if (model, text) in self.known:
-                continue
-            pending = self._pending.get(model)
-            if pending is None:
-                pending = self._pending[model] = {}
-                task = loop.create_task(self._flush(model))
-                self._flushes.add(task)
-                task.add_done_callback(self._flushes.discard)
-            waits.append(pending.get(text) or pending.setdefault(text, loop.create_future()))
+            if (model, text) not in self.known:
+                pending = self._pending.setdefault(model, {})
+                waits.append(pending.get(text) or pending.setdefault(text, loop.create_future()))
         if waits:
+            if model not in self._draining:
+                self._draining[model] = loop.create_task(self._drain(model))
             await asyncio.gather(*waits)
         return [self.known[(model, text)] for text in texts]
 
-    async def _flush(self, model: str) -> None:
-        await asyncio.sleep(0)  # the attempts ready in this turn add their texts first
-        batch = self._pending.pop(model, {})
+    async def _drain(self, model: str) -> None:
+        """One batch in flight per model; what is asked meanwhile waits and goes out as the next batch."""
+        try:
+            await asyncio.sleep(0)  # the attempts ready in this turn add their texts first
+            while self._pending.get(model):
+                await self._flush(model, self._pending.pop(model))
+        finally:
+            del self._draining[model]
+
+    async def _flush(self, model: str, batch: dict[str, asyncio.Future[None]]) -> None:
         texts = list(batch)
         try:
             rows = []

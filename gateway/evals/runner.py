@@ -122,7 +122,8 @@ class CaseContext:
         return await self._run.client.embed(model, texts)
 
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, float]:
-        text, cost = await self._run.client.complete(model, messages)
+        async with self._run.limit:  # a judge call is a model call: it takes a concurrency slot too
+            text, cost = await self._run.client.complete(model, messages)
         self._run.judge_cost += cost
         return text, cost
 
@@ -156,6 +157,7 @@ class SuiteRun:
         self.stop_reason: str | None = None
         self.prompt_versions: dict[str, int] = {}
         self.units: list[Unit] = []
+        self.limit = asyncio.Semaphore(max(1, options.concurrency))
 
     @property
     def spent(self) -> float:
@@ -179,7 +181,7 @@ class SuiteRun:
         return self.result(started_at)
 
     async def _schedule(self) -> None:
-        limit = asyncio.Semaphore(max(1, self.options.concurrency))
+        limit = self.limit
         tasks: set[asyncio.Task[None]] = set()
         cap = self.options.max_cost
         for unit in self.units:
@@ -191,10 +193,9 @@ class SuiteRun:
                 if self.stop_reason is not None:
                     limit.release()
                     break
-                task = asyncio.create_task(self._attempt(unit, repeat))
+                task = asyncio.create_task(self._attempt(unit, repeat, limit.release))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-                task.add_done_callback(lambda _: limit.release())
             if self.stop_reason is not None:
                 break
         if tasks:
@@ -203,13 +204,17 @@ class SuiteRun:
     def _units_done(self) -> int:
         return sum(all(a is not None for a in unit.attempts) for unit in self.units)
 
-    async def _attempt(self, unit: Unit, repeat: int) -> None:
+    async def _attempt(self, unit: Unit, repeat: int, release: Callable[[], None]) -> None:
+        """The call holds a concurrency slot; the assertions do not (a `similar` waiting for its batch of embeddings
+        lets the next calls start, so batches grow)."""
         try:
             observed, error = await self._observe(unit, repeat)
         except TargetUnreachable as exc:
             if self.stop_reason is None:
                 self.stop_reason = f"target unreachable: {exc}"
             return
+        finally:
+            release()
         if observed is None:
             unit.attempts[repeat] = attempt_json(repeat, None, [], error, unit.case.threshold)
         else:

@@ -19,6 +19,7 @@ from gateway.evals.clients import InProcessClient, UnknownTarget
 from gateway.evals.runner import RunOptions, build_request, run_suite
 from gateway.storage.tables import ApiKey, UsageRecord
 from tests.conftest import MASTER_KEY
+from tests.fake_upstream import FakeUpstream
 from tests.evals.runner_fakes import Case, Check, Suite, Target, evaluate
 
 POLICY = """
@@ -43,12 +44,12 @@ def config(tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path) -> G
     return eval_config(tmp_path_factory.mktemp("evals"), migrated_sqlite)
 
 
-def eval_config(folder: Path, migrated_sqlite: Path) -> GatewayConfig:
+def eval_config(folder: Path, migrated_sqlite: Path, models: list[dict[str, object]] = MODELS) -> GatewayConfig:
     """Fake models (one priced, one failing), a policy blocking credentials, a database of its own."""
     (folder / "policies").mkdir()
     (folder / "policies" / "test.yaml").write_text(POLICY)
     shutil.copyfile(migrated_sqlite, folder / "gateway.db")
-    data = {"models": MODELS, "master_key": MASTER_KEY, "database_url": f"sqlite:///{folder / 'gateway.db'}",
+    data = {"models": models, "master_key": MASTER_KEY, "database_url": f"sqlite:///{folder / 'gateway.db'}",
             "spool_dir": str(folder / "spool"), "retry_backoff_s": 0.001, "policies": str(folder / "policies")}  # fmt: skip
     return parse_config(data, source="test", env={})
 
@@ -228,3 +229,28 @@ async def test_requests_follow_the_contract():
     }  # fmt: skip
     latest = Target("prompt:triage", kind="prompt", prompt_id="triage", label="latest")
     assert build_request(Case("c", None), latest)["model"] == "prompt:triage"
+
+
+async def test_a_replay_needs_no_upstream_and_the_gateway_still_governs(tmp_path: Path, migrated_sqlite: Path,
+                                                                        upstream: FakeUpstream):  # fmt: skip
+    """Recorded against a real (fake) OpenAI-compatible upstream, replayed with its address pointing nowhere."""
+
+    def config_for(api_base: str, name: str) -> GatewayConfig:
+        folder = tmp_path / name
+        folder.mkdir()
+        models = [{"name": "gpt-test", "model": "openai/gpt-4o-mini", "api_base": api_base, "api_key": "sk-up",
+                   "max_retries": 0}]  # fmt: skip
+        return eval_config(folder, migrated_sqlite, models=models)
+
+    suite = Suite([Case("answers", "hi", [Check("contains", "")]), Case("blocked", SECRET, [Check("blocked")]),
+                   Case("streams", "hi", [Check("contains", "")], request={"stream": True})], [Target("gpt-test")])  # fmt: skip
+    tape = tmp_path / "tape.json"
+    recorder = Cassette(tape, "record")
+    recorded = await run(config_for(upstream.base_url, "recording"), suite, tmp_path, cassette=recorder)
+    recorder.save()
+    assert recorded["status"] == "passed" and len(upstream.requests) == 2  # the blocked case never reached it
+    replayed = await run(config_for("http://127.0.0.1:9", "replaying"), suite, tmp_path, cassette=Cassette(tape, "replay"))
+    assert replayed["status"] == "passed", replayed
+    assert [a["output"] for r in replayed["results"] for a in r["attempts"]] == \
+        [a["output"] for r in recorded["results"] for a in r["attempts"]]  # fmt: skip
+    assert len(upstream.requests) == 2

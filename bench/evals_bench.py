@@ -68,9 +68,13 @@ class NoopClient:
     async def call(self, request: dict[str, Any]) -> Observed:
         text = request["messages"][-1]["content"]
         observed = Observed(request_id="req_noop", status=200)
-        fill_from_body(observed, {"choices": [{"message": {"role": "assistant", "content": text},
-                                               "finish_reason": "stop"}], "usage": {"prompt_tokens": 9,
-                                                                                    "completion_tokens": 9}})  # fmt: skip
+        fill_from_body(
+            observed,
+            {
+                "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 9},
+            },
+        )
         return observed
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -106,8 +110,9 @@ def main() -> int:
     parser.add_argument("--similar", type=int, default=0, help="cases with a `similar` assertion (local MiniLM)")
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    from gateway.cli import main as gateway_main
     from gateway.evals.spec import load_suite
+
+    from gateway.cli import main as gateway_main
 
     with tempfile.TemporaryDirectory(prefix="evals-bench-") as tmp:
         folder = Path(tmp)
@@ -139,8 +144,10 @@ def main() -> int:
     n = args.cases
     print(f"warm in-process run ({n} cases): {real_wall:.2f} s wall, {real_cpu:.2f} s CPU, "
           f"{real_cpu / n * 1000:.3f} ms CPU per case ({real['counts']['passed']} passed)")  # fmt: skip
-    print(f"runner alone (no-op client, {n} cases): {noop_wall:.3f} s wall, {noop_cpu:.3f} s CPU, "
-          f"{noop_cpu / n * 1000:.3f} ms CPU per case, assertions included ({noop['counts']['passed']} passed)")  # fmt: skip
+    print(
+        f"runner alone (no-op client, {n} cases): {noop_wall:.3f} s wall, {noop_cpu:.3f} s CPU, "
+        f"{noop_cpu / n * 1000:.3f} ms CPU per case, assertions included ({noop['counts']['passed']} passed)"
+    )
     print(f"so the in-process call (full pipeline, fake model) takes {(real_cpu - noop_cpu) / n * 1000:.3f} ms CPU "
           f"per case, and the runner {noop_cpu / n * 1000:.3f} ms beyond it")  # fmt: skip
     if args.similar:

@@ -84,7 +84,10 @@ class Cassette:
     def save(self) -> None:
         if self.mode != "record":
             return
-        data = {"format": FORMAT, "interactions": [{"key": k, **self.interactions[k]} for k in sorted(self.interactions)]}
+        data = {
+            "format": FORMAT,
+            "interactions": [{"key": k, **self.interactions[k]} for k in sorted(self.interactions)],
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
 

@@ -202,9 +202,8 @@ async def run_command(args: argparse.Namespace) -> int:
     try:
         async with client:  # type: ignore[attr-defined]
             for suite in suites:
-                models = [(i, t.model) for i, t in enumerate(suite.targets) if t.kind == "model"]
                 try:
-                    await client.check_targets(models)
+                    await client.check_targets(suite.targets)
                 except UnknownTarget as exc:
                     raise Refused(f"invalid suite\n{suite.path}: {exc.field}: {exc.message}") from None
                 remaining = None if args.max_cost is None else max(args.max_cost - spent, 0.0)

@@ -65,7 +65,7 @@ class EvalClient(Protocol):
     async def call(self, request: dict[str, Any]) -> Observed: ...
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]: ...
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> tuple[str, float]: ...
-    async def check_targets(self, models: list[tuple[int, str]]) -> None: ...
+    async def check_targets(self, targets: list[Any]) -> None: ...
     async def store(self, result: dict[str, Any]) -> str: ...
 
 
@@ -249,11 +249,22 @@ class InProcessClient:
             raise CallFailed(f"judge model {model} answered {observed.status}: {message_of(observed)}")
         return observed.text, observed.cost_usd
 
-    async def check_targets(self, models: list[tuple[int, str]]) -> None:
+    async def check_targets(self, targets: list[Any]) -> None:
+        """Each model target must be configured, and each prompt target's prompt, label or version must exist."""
+        from gateway.errors import PromptNotFound
+
+        assert self.services is not None
         served = {m.name for m in self.config.models}
-        for index, name in models:
-            if name not in served:
-                raise UnknownTarget(index, f"no model {name!r} in the config (it serves: {', '.join(sorted(served))})")
+        for index, target in enumerate(targets):
+            if target.kind == "model" and target.model not in served:
+                raise UnknownTarget(index, f"no model {target.model!r} in the config (it serves: "
+                                           f"{', '.join(sorted(served))})")  # fmt: skip
+            if target.kind == "prompt":
+                try:
+                    await self.services.prompt_registry.resolve(target.prompt_id, label=target.label,
+                                                                version=target.version)  # fmt: skip
+                except PromptNotFound as exc:
+                    raise UnknownTarget(index, exc.message) from None
 
     async def store(self, result: dict[str, Any]) -> str:
         """Saves the run with the store's EvalRunStore, when this build has it."""
@@ -297,6 +308,10 @@ class HttpClient:
             base_url=self.url, limits=limits, timeout=httpx.Timeout(self._timeout_s, connect=10.0),
             transport=self._transport, trust_env=False,
         )  # fmt: skip
+        if self.admin_key is not None:  # cached answers then miss when the gateway's policy set changes
+            response = await self._send("GET", "/admin/policies", headers=self._headers(self.admin_key))
+            if response.status_code == 200:
+                self.scope = f"url:{self.url}|policies:{response.json().get('sha256')}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -385,17 +400,18 @@ class HttpClient:
             raise CallFailed(f"judge model {model} answered {observed.status}: {message_of(observed)}")
         return observed.text, observed.cost_usd
 
-    async def check_targets(self, models: list[tuple[int, str]]) -> None:
-        """The gateway must serve each model target (GET /v1/models with the run's key); unreachable: exit 3."""
+    async def check_targets(self, targets: list[Any]) -> None:
+        """The gateway must serve each model target to the run's key (GET /v1/models); unreachable: exit 3. Prompt
+        targets are checked by their first call (the key may not read the prompt registry)."""
         response = await self._send("GET", "/v1/models", headers=self._headers())
         if response.status_code == 401:
             raise UnknownTarget(-1, f"the gateway at {self.url} refused the key: {response.text[:300]}")
         if response.status_code != 200:
             raise TargetUnreachable(f"GET {self.url}/v1/models answered {response.status_code}")
         served = {str(m.get("id")) for m in response.json().get("data") or ()}
-        for index, name in models:
-            if name not in served:
-                raise UnknownTarget(index, f"the gateway at {self.url} serves no model {name!r} to this key")
+        for index, target in enumerate(targets):
+            if target.kind == "model" and target.model not in served:
+                raise UnknownTarget(index, f"the gateway at {self.url} serves no model {target.model!r} to this key")
 
     async def store(self, result: dict[str, Any]) -> str:
         if self.admin_key is None:

@@ -1,4 +1,4 @@
-"""The run's progress on stderr: a bar redrawn in place on a terminal, a plain line every few seconds otherwise (CI logs)."""
+"""The run's progress on stderr: a bar redrawn in place on a terminal, a line every few seconds otherwise (CI logs)."""
 
 from __future__ import annotations
 

@@ -247,7 +247,9 @@ class SuiteRun:
             return observed, f"the call failed ({observed.status} {error.get('code')}): {error.get('message')}"
         return observed, None
 
-    async def _assert_all(self, specs: Sequence[Any], observed: Observed, context: CaseContext) -> list[AssertionResult]:
+    async def _assert_all(
+        self, specs: Sequence[Any], observed: Observed, context: CaseContext
+    ) -> list[AssertionResult]:
         """The attempt's assertions in order; `evaluate_many` embeds all its `similar` texts in one request."""
         if self.evaluate_many is not None and len(specs) > 1:
             try:
@@ -268,7 +270,9 @@ class SuiteRun:
         results = [unit_json(unit) for unit in self.units]
         counts = {"total": len(results), "passed": 0, "failed": 0, "errors": 0, "skipped": 0}
         for item in results:
-            counts[{"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}[item["status"]]] += 1
+            counts[
+                {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}[item["status"]]
+            ] += 1
         if self.stop_reason is not None:
             status = "incomplete"
         elif counts["failed"] or counts["errors"] or counts["skipped"]:
@@ -296,8 +300,13 @@ class SuiteRun:
     def _target_json(self, target: Any) -> dict[str, Any]:
         prompt = target.kind == "prompt"
         version = target.version if target.version is not None else self.prompt_versions.get(target.id)
-        return {"id": target.id, "kind": target.kind, "model": None if prompt else target.model,
-                "prompt_id": target.prompt_id if prompt else None, "prompt_version": version if prompt else None}  # fmt: skip
+        return {
+            "id": target.id,
+            "kind": target.kind,
+            "model": None if prompt else target.model,
+            "prompt_id": target.prompt_id if prompt else None,
+            "prompt_version": version if prompt else None,
+        }
 
 
 def display_path(path: Path | str) -> str:
@@ -386,8 +395,14 @@ def run_metrics(units: Sequence[Unit]) -> dict[str, float]:
     return {name: round(sum(v) / len(v), 6) for name, v in sorted(per_unit.items())}
 
 
-async def run_suite(suite: Any, client: EvalClient, cache: ResponseCache, options: RunOptions,
-                    evaluate: Evaluate | None = None, evaluate_many: EvaluateMany | None = None) -> dict[str, Any]:  # fmt: skip
+async def run_suite(
+    suite: Any,
+    client: EvalClient,
+    cache: ResponseCache,
+    options: RunOptions,
+    evaluate: Evaluate | None = None,
+    evaluate_many: EvaluateMany | None = None,
+) -> dict[str, Any]:
     """Runs one loaded suite and returns its canonical result (also when the run stopped early). `evaluate` defaults
     to the assertions package's (with its batching `evaluate_many`)."""
     if evaluate is None:

@@ -40,9 +40,7 @@ class ProviderRegistry:
         upstream answers at this boundary); done before the first call."""
         wrapped: dict[int, Deployment] = {}
         for name, route in self._routes.items():
-            self._routes[name] = tuple(
-                wrapped.setdefault(id(d), Deployment(d.config, wrap(d))) for d in route
-            )
+            self._routes[name] = tuple(wrapped.setdefault(id(d), Deployment(d.config, wrap(d))) for d in route)
 
     def get_route(self, name: str) -> tuple[Deployment, ...] | None:
         return self._routes.get(name)

@@ -13,13 +13,14 @@ import pytest
 
 pytest.importorskip("gateway.evals.spec")  # the suite loader (another branch until merged)
 
+from gateway.evals.spec import load_suite  # noqa: E402
+
 from gateway.app import create_app  # noqa: E402
 from gateway.cli import main  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.evals.cache import ResponseCache  # noqa: E402
 from gateway.evals.clients import HttpClient  # noqa: E402
 from gateway.evals.runner import RunOptions, run_suite  # noqa: E402
-from gateway.evals.spec import load_suite  # noqa: E402
 from tests.conftest import AUTH, MASTER_KEY  # noqa: E402
 
 CONFIG = """
@@ -149,7 +150,8 @@ async def test_over_http_decisions_come_from_the_calls_record(folder: Path, serv
     loaded = load_suite(path)
     async with HttpClient("http://gateway", key, MASTER_KEY, transport=served) as client:
         client.needs_record = True
-        await client.check_targets([(0, "demo")])
+        await client.check_targets(loaded.targets)
+        assert client.scope.startswith("url:http://gateway|policies:")
         result = await run_suite(loaded, client, ResponseCache(enabled=False), RunOptions())
     assert result["status"] == "passed", result
     assert result["counts"]["total"] == 4

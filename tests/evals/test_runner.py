@@ -19,8 +19,8 @@ from gateway.evals.clients import InProcessClient, UnknownTarget
 from gateway.evals.runner import RunOptions, build_request, run_suite
 from gateway.storage.tables import ApiKey, UsageRecord
 from tests.conftest import MASTER_KEY
-from tests.fake_upstream import FakeUpstream
 from tests.evals.runner_fakes import Case, Check, Suite, Target, evaluate
+from tests.fake_upstream import FakeUpstream
 
 POLICY = """
 name: evals-test
@@ -49,8 +49,14 @@ def eval_config(folder: Path, migrated_sqlite: Path, models: list[dict[str, obje
     (folder / "policies").mkdir()
     (folder / "policies" / "test.yaml").write_text(POLICY)
     shutil.copyfile(migrated_sqlite, folder / "gateway.db")
-    data = {"models": models, "master_key": MASTER_KEY, "database_url": f"sqlite:///{folder / 'gateway.db'}",
-            "spool_dir": str(folder / "spool"), "retry_backoff_s": 0.001, "policies": str(folder / "policies")}  # fmt: skip
+    data = {
+        "models": models,
+        "master_key": MASTER_KEY,
+        "database_url": f"sqlite:///{folder / 'gateway.db'}",
+        "spool_dir": str(folder / "spool"),
+        "retry_backoff_s": 0.001,
+        "policies": str(folder / "policies"),
+    }
     return parse_config(data, source="test", env={})
 
 
@@ -61,8 +67,15 @@ async def shared(config: GatewayConfig) -> AsyncIterator[InProcessClient]:
         yield client
 
 
-async def run(client: InProcessClient | GatewayConfig, suite: Suite, tmp_path: Path, *,
-              cache: ResponseCache | None = None, cassette: Cassette | None = None, **options: object) -> dict:  # fmt: skip
+async def run(
+    client: InProcessClient | GatewayConfig,
+    suite: Suite,
+    tmp_path: Path,
+    *,
+    cache: ResponseCache | None = None,
+    cassette: Cassette | None = None,
+    **options: object,
+) -> dict:
     cache = cache or ResponseCache(tmp_path / "cache", enabled=False)
     if isinstance(client, InProcessClient):
         return await run_suite(suite, client, cache, RunOptions(**options), evaluate)  # type: ignore[arg-type]
@@ -176,8 +189,9 @@ async def test_filter_by_glob_or_substring(shared: InProcessClient, tmp_path: Pa
 
 async def test_the_cache_answers_a_second_run_and_keeps_repeats_apart(shared: InProcessClient, tmp_path: Path):
     cache_dir = tmp_path / "cache"
-    suite = Suite([Case("cached", "hello", [Check("contains", "hello")], repeat=2), Case("blocked", SECRET,
-                                                                                         [Check("blocked")])])  # fmt: skip
+    suite = Suite(
+        [Case("cached", "hello", [Check("contains", "hello")], repeat=2), Case("blocked", SECRET, [Check("blocked")])]
+    )
     first = await run(shared, suite, tmp_path, cache=ResponseCache(cache_dir))
     second = await run(shared, suite, tmp_path, cache=ResponseCache(cache_dir))
     attempts = [a for r in second["results"] for a in r["attempts"]]
@@ -211,11 +225,13 @@ async def test_record_then_replay_a_cassette(config: GatewayConfig, tmp_path: Pa
         Cassette(tmp_path / "absent.json", "replay")
 
 
-async def test_an_unknown_model_target_is_refused_with_its_field(config: GatewayConfig):
-    async with InProcessClient(config) as client:
-        with pytest.raises(UnknownTarget) as caught:
-            await client.check_targets([(0, "demo"), (1, "gpt-5")])
+async def test_an_unknown_target_is_refused_with_its_field(shared: InProcessClient):
+    with pytest.raises(UnknownTarget) as caught:
+        await shared.check_targets([Target("demo"), Target("gpt-5")])
     assert caught.value.field == "targets[1]" and "no model 'gpt-5'" in caught.value.message
+    with pytest.raises(UnknownTarget) as caught:
+        await shared.check_targets([Target("prompt:triage", kind="prompt", prompt_id="triage", label="latest")])
+    assert caught.value.field == "targets[0]" and "No prompt 'triage'" in caught.value.message
 
 
 async def test_requests_follow_the_contract():
@@ -242,14 +258,22 @@ async def test_a_replay_needs_no_upstream_and_the_gateway_still_governs(tmp_path
                    "max_retries": 0}]  # fmt: skip
         return eval_config(folder, migrated_sqlite, models=models)
 
-    suite = Suite([Case("answers", "hi", [Check("contains", "")]), Case("blocked", SECRET, [Check("blocked")]),
-                   Case("streams", "hi", [Check("contains", "")], request={"stream": True})], [Target("gpt-test")])  # fmt: skip
+    suite = Suite(
+        [
+            Case("answers", "hi", [Check("contains", "")]),
+            Case("blocked", SECRET, [Check("blocked")]),
+            Case("streams", "hi", [Check("contains", "")], request={"stream": True}),
+        ],
+        [Target("gpt-test")],
+    )
     tape = tmp_path / "tape.json"
     recorder = Cassette(tape, "record")
     recorded = await run(config_for(upstream.base_url, "recording"), suite, tmp_path, cassette=recorder)
     recorder.save()
     assert recorded["status"] == "passed" and len(upstream.requests) == 2  # the blocked case never reached it
-    replayed = await run(config_for("http://127.0.0.1:9", "replaying"), suite, tmp_path, cassette=Cassette(tape, "replay"))
+    replayed = await run(
+        config_for("http://127.0.0.1:9", "replaying"), suite, tmp_path, cassette=Cassette(tape, "replay")
+    )
     assert replayed["status"] == "passed", replayed
     assert [a["output"] for r in replayed["results"] for a in r["attempts"]] == \
         [a["output"] for r in recorded["results"] for a in r["attempts"]]  # fmt: skip

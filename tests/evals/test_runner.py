@@ -3,6 +3,7 @@ the response cache and cassettes. Suites are built in code (tests/evals/runner_f
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.evals.cache import ResponseCache
 from gateway.evals.cassette import Cassette, CassetteError
 from gateway.evals.clients import InProcessClient, UnknownTarget
+from gateway.evals.progress import Progress
 from gateway.evals.runner import RunOptions, build_request, run_suite
 from gateway.storage.tables import ApiKey, UsageRecord
 from tests.conftest import MASTER_KEY
@@ -278,3 +280,17 @@ async def test_a_replay_needs_no_upstream_and_the_gateway_still_governs(tmp_path
     assert [a["output"] for r in replayed["results"] for a in r["attempts"]] == \
         [a["output"] for r in recorded["results"] for a in r["attempts"]]  # fmt: skip
     assert len(upstream.requests) == 2
+
+
+async def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log():
+    terminal, log = io.StringIO(), io.StringIO()
+    for stream, tty in ((terminal, True), (log, False)):
+        progress = Progress(stream, tty=tty, every_s=0.0)
+        progress.start("s", 2)
+        progress.advance(0.5)
+        progress.advance(1.0)
+        progress.finish(1.0)
+    assert terminal.getvalue().endswith("\rs [" + "#" * 30 + "] 2/2  $1.0000\n")
+    assert log.getvalue().splitlines() == [
+        "eval s: 2 attempts", "eval s: 1/2 attempts (50%), $0.5000", "eval s: 2/2 attempts (100%), $1.0000",
+    ]  # fmt: skip

@@ -206,27 +206,6 @@ async def test_the_cache_answers_a_second_run_and_keeps_repeats_apart(shared: In
     assert not any(a["cached"] for r in uncached["results"] for a in r["attempts"])
 
 
-async def test_record_then_replay_a_cassette(config: GatewayConfig, tmp_path: Path):
-    tape = tmp_path / "tape.json"
-    suite = Suite([Case("json", "hi", [Check("contains", "hi")]), Case("stream", "a b", [Check("contains", "a b")],
-                                                                        request={"stream": True})])  # fmt: skip
-    recorder = Cassette(tape, "record")
-    recorded = await run(config, suite, tmp_path, cassette=recorder)
-    recorder.save()
-    saved = orjson.loads(tape.read_bytes())
-    assert saved["format"] == "gateway-eval-cassette/1" and len(saved["interactions"]) == 2
-    assert {i["model"] for i in saved["interactions"]} == {"fake/echo"}
-    replayer = Cassette(tape, "replay")
-    replayed = await run(config, suite, tmp_path, cassette=replayer)
-    assert replayed["status"] == "passed" == recorded["status"] and replayer.replayed == 2
-    missing = Suite([Case("new", "never recorded", [Check("contains", "never")])])
-    result = await run(config, missing, tmp_path, cassette=Cassette(tape, "replay"))
-    attempt = result["results"][0]["attempts"][0]
-    assert result["results"][0]["status"] == "error" and "Not in cassette" in attempt["error"]
-    with pytest.raises(CassetteError, match="no such cassette"):
-        Cassette(tmp_path / "absent.json", "replay")
-
-
 async def test_an_unknown_target_is_refused_with_its_field(shared: InProcessClient):
     with pytest.raises(UnknownTarget) as caught:
         await shared.check_targets([Target("demo"), Target("gpt-5")])
@@ -249,8 +228,9 @@ async def test_requests_follow_the_contract():
     assert build_request(Case("c", None), latest)["model"] == "prompt:triage"
 
 
-async def test_a_replay_needs_no_upstream_and_the_gateway_still_governs(tmp_path: Path, migrated_sqlite: Path,
-                                                                        upstream: FakeUpstream):  # fmt: skip
+async def test_a_replay_needs_no_upstream_and_the_gateway_still_governs(
+    tmp_path: Path, migrated_sqlite: Path, upstream: FakeUpstream
+):
     """Recorded against a real (fake) OpenAI-compatible upstream, replayed with its address pointing nowhere."""
 
     def config_for(api_base: str, name: str) -> GatewayConfig:
@@ -273,13 +253,25 @@ async def test_a_replay_needs_no_upstream_and_the_gateway_still_governs(tmp_path
     recorded = await run(config_for(upstream.base_url, "recording"), suite, tmp_path, cassette=recorder)
     recorder.save()
     assert recorded["status"] == "passed" and len(upstream.requests) == 2  # the blocked case never reached it
-    replayed = await run(
-        config_for("http://127.0.0.1:9", "replaying"), suite, tmp_path, cassette=Cassette(tape, "replay")
+    saved = orjson.loads(tape.read_bytes())
+    assert saved["format"] == "gateway-eval-cassette/1"
+    assert [(i["model"], "events" in i["response"]) for i in saved["interactions"]] in (
+        [("openai/gpt-4o-mini", False), ("openai/gpt-4o-mini", True)],
+        [("openai/gpt-4o-mini", True), ("openai/gpt-4o-mini", False)],
     )
-    assert replayed["status"] == "passed", replayed
-    assert [a["output"] for r in replayed["results"] for a in r["attempts"]] == \
-        [a["output"] for r in recorded["results"] for a in r["attempts"]]  # fmt: skip
+    replayer = Cassette(tape, "replay")
+    async with InProcessClient(config_for("http://127.0.0.1:9", "replaying"), cassette=replayer) as client:
+        replayed = await run(client, suite, tmp_path)
+        missing = await run(client, Suite([Case("new", "never recorded", [Check("contains", "")])],
+                                          [Target("gpt-test")]), tmp_path)  # fmt: skip
+    assert replayed["status"] == "passed" and replayer.replayed == 2
+    outputs = [[a["output"] for r in result["results"] for a in r["attempts"]] for result in (recorded, replayed)]
+    assert outputs[0] == outputs[1]
     assert len(upstream.requests) == 2
+    attempt = missing["results"][0]["attempts"][0]
+    assert missing["results"][0]["status"] == "error" and "Not in cassette" in attempt["error"]
+    with pytest.raises(CassetteError, match="no such cassette"):
+        Cassette(tmp_path / "absent.json", "replay")
 
 
 async def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log():

@@ -15,7 +15,19 @@ from gateway.config import GatewayConfig
 from gateway.errors import install_error_handlers
 from gateway.middleware import RequestMiddleware
 from gateway.policy.loader import MakeCheck
-from gateway.routers import admin, approvals, audit, health, inference, models, policies, prompts, usage
+from gateway.routers import (
+    admin,
+    approvals,
+    audit,
+    calls,
+    evals,
+    health,
+    inference,
+    models,
+    policies,
+    prompts,
+    usage,
+)
 from gateway.routers.metrics import metrics_router
 from gateway.services import build_services
 from gateway.settings import Settings
@@ -36,6 +48,8 @@ ROUTERS = (
     policies.router,
     approvals.router,
     prompts.router,
+    evals.router,
+    calls.router,
     health.router,
 )
 log = logging.getLogger("gateway")

@@ -91,12 +91,26 @@ class ApprovalNotFound(NotFound):
     code = "approval_not_found"
 
 
+class CallNotFound(NotFound):
+    code = "call_not_found"
+
+
+class EvalRunNotFound(NotFound):
+    code = "eval_run_not_found"
+
+
 class Conflict(GatewayError):
     """The request is valid but the resource's state does not allow it (e.g. an approval already decided)."""
 
     status_code = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class EvalRequired(Conflict):
+    """A gated label (or alias) move without a stored passing run of the gate's suite against that version."""
+
+    code = "eval_required"
 
 
 class MethodNotAllowed(GatewayError):

@@ -20,6 +20,8 @@ from gateway.audit.log import AuditLog
 from gateway.calls.caller import Period
 from gateway.checks.context import build_check
 from gateway.config import GatewayConfig
+from gateway.evals.gate import check_promotion
+from gateway.evals.store import EvalRunStore
 from gateway.identity.auth import Authenticator, AuthHook
 from gateway.identity.keycache import KeyCache
 from gateway.identity.keys import KeyService
@@ -81,6 +83,7 @@ class Services:
     webhooks: WebhookNotifier
     prompts: PromptStore
     prompt_registry: PromptRegistry
+    eval_runs: EvalRunStore
     pipeline: Pipeline
     started_at: int
     telemetry: Telemetry
@@ -191,7 +194,15 @@ async def build_services(
         approvals = ApprovalService(db, audit, webhooks, sweep_interval_s=config.approvals.sweep_interval_s)
         tool_switch = ToolSwitch(db, redis=redis)  # type: ignore[arg-type]
         await tool_switch.reload()
-        prompt_registry = PromptRegistry(db, audit, protected_labels=config.prompts.protected_labels, redis=redis)  # type: ignore[arg-type]
+        eval_runs = EvalRunStore(db)
+        prompt_gate = functools.partial(check_promotion, eval_runs, config.prompts.gates, kind="prompt")
+        prompt_registry = PromptRegistry(
+            db,
+            audit,
+            protected_labels=config.prompts.protected_labels,
+            redis=redis,
+            gate=prompt_gate,  # type: ignore[arg-type]
+        )
         await prompt_registry.reload()
         services = Services(
             config=config,
@@ -214,6 +225,7 @@ async def build_services(
             webhooks=webhooks,
             prompts=prompt_registry.store,
             prompt_registry=prompt_registry,
+            eval_runs=eval_runs,
             pipeline=None,  # type: ignore[arg-type]  # built next: the pipeline's hooks need the services
             started_at=int(time.time()),
             telemetry=telemetry,

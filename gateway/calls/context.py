@@ -67,6 +67,7 @@ class CallContext:
     policy_sha256: str | None = None  # the policy set that made them
     prompt_id: str | None = None  # the registry prompt rendered into this call, and its version
     prompt_version: int | None = None
+    eval_run_id: str | None = None  # the eval run that made this call (header x-gateway-eval-run), for its record
 
     def overhead_ms(self) -> float:
         """Time spent in the gateway so far, excluding the time spent waiting on upstreams."""

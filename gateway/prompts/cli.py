@@ -65,8 +65,13 @@ def cmd_prompts(args: argparse.Namespace) -> int:
         spec = load_file(args.file)
         show(args, request(args, "POST", "/admin/prompts", json=spec.model_dump(mode="json")), VERSION_COLUMNS)
     elif action == "label":
+        if args.force and not (args.reason or "").strip():
+            raise SystemExit("gateway: --force needs --reason (a forced move is audited with it)")
         label = path("admin", "prompts", args.id, "labels", args.label)
-        data = request(args, "PUT", label, json={"version": args.version})
+        move: dict[str, object] = {"version": args.version}
+        if args.force:
+            move |= {"force": True, "reason": args.reason}
+        data = request(args, "PUT", label, json=move)
         show(args, data, ("prompt_id", "label", "version", "previous_version", "updated_by"))
     elif action == "diff":
         versions = {"from": args.old, "to": args.new}
@@ -151,6 +156,8 @@ def add_prompt_commands(commands: argparse._SubParsersAction) -> None:  # type: 
     label.add_argument("id")
     label.add_argument("label")
     label.add_argument("version", type=int)
+    label.add_argument("--force", action="store_true", help="move a gated label without a passing eval run (admin)")
+    label.add_argument("--reason", help="why the move is forced (required with --force; audited)")
     diff = actions.add_parser("diff", help="what changed between two versions")
     diff.add_argument("id")
     diff.add_argument("old", type=int)

@@ -16,7 +16,7 @@ from gateway.audit.log import AuditLog
 from gateway.errors import PromptNotFound
 from gateway.prompts.render import CompiledPrompt, compile_prompt
 from gateway.prompts.spec import LATEST
-from gateway.prompts.store import PromptStore, spec_of
+from gateway.prompts.store import PromotionGate, PromptStore, spec_of
 from gateway.storage.changefeed import ChangeFeed
 from gateway.storage.db import Database
 
@@ -28,9 +28,15 @@ MAX_COMPILED = 2_000
 
 class PromptRegistry:
     def __init__(
-        self, db: Database, audit: AuditLog, *, protected_labels: tuple[str, ...], redis: Redis | None = None
+        self,
+        db: Database,
+        audit: AuditLog,
+        *,
+        protected_labels: tuple[str, ...],
+        redis: Redis | None = None,
+        gate: PromotionGate | None = None,
     ) -> None:
-        self.store = PromptStore(db, audit, protected_labels=protected_labels, announce=self.changed)
+        self.store = PromptStore(db, audit, protected_labels=protected_labels, announce=self.changed, gate=gate)
         self._index: dict[str, dict[str, int]] = {}
         self._compiled: OrderedDict[tuple[str, int], CompiledPrompt] = OrderedDict()
         stamp = self.store.version_stamp

@@ -12,6 +12,7 @@ import difflib
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 import anyio.to_thread
 from sqlalchemy import func
@@ -42,16 +43,35 @@ Announce = Callable[[], Awaitable[None]]
 ATTEMPTS = 10
 
 
+class PromotionGate(Protocol):
+    """The promotion gate (gateway.evals.gate.check_promotion for prompts, injected by services.py): the passing eval
+    run that lets a label move to a version, or None (label not gated, or forced); raises EvalRequired (409),
+    PermissionDenied or InvalidRequest (a force without admin or reason)."""
+
+    async def __call__(
+        self, *, name: str, label: str, version: int, force_reason: str | None, actor_is_admin: bool
+    ) -> str | None: ...
+
+
 def spec_of(row: PromptVersion) -> PromptSpec:
     return PromptSpec.model_validate({**row.spec, "commit_message": row.commit_message})
 
 
 class PromptStore:
-    def __init__(self, db: Database, audit: AuditLog, *, protected_labels: tuple[str, ...], announce: Announce) -> None:
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditLog,
+        *,
+        protected_labels: tuple[str, ...],
+        announce: Announce,
+        gate: PromotionGate | None = None,
+    ) -> None:
         self.db = db
         self.audit = audit
         self.protected_labels = frozenset(protected_labels)
         self.announce = announce
+        self.gate = gate
         self._creating = asyncio.Lock()  # writers on this instance take turns; other instances race (see below)
 
     async def create_version(
@@ -100,10 +120,12 @@ class PromptStore:
         raise InvalidRequest(f"Prompt {spec.id!r} is being changed by someone else right now; retry.")
 
     async def move_label(
-        self, prompt_id: str, label: str, version: int, who: Principal
+        self, prompt_id: str, label: str, version: int, who: Principal, *, force_reason: str | None = None
     ) -> tuple[PromptLabel, int | None]:
-        """THE label move (production included): checks, writes, audits, announces. Returns (label, previous version).
-        Raises InvalidRequest (bad label), PermissionDenied (a protected label, not an admin), PromptNotFound."""
+        """THE label move (production included): checks, the promotion gate, writes, audits, announces. Returns (label,
+        previous version). Raises InvalidRequest (bad label), PermissionDenied (a protected label, not an admin),
+        PromptNotFound, and what the gate raises (EvalRequired, 409: no passing run of a gated label's suite against
+        the version). `force_reason` (an admin's) moves a gated label without a run; it is audited."""
         try:
             check_label(label)
         except ValueError as exc:
@@ -113,13 +135,28 @@ class PromptStore:
                 f"Label {label!r} is protected: only an admin may move it.", param="label", code="protected_label"
             )
         await self.get_version(prompt_id, version)  # the target exists
+        run_id = None
+        if self.gate is not None:
+            run_id = await self.gate(
+                name=prompt_id,
+                label=label,
+                version=version,
+                force_reason=force_reason,
+                actor_is_admin=who.role == "admin",
+            )
         try:
             row, previous = await self._write_label(prompt_id, label, version, who)
         except IntegrityError:  # another writer created this label first: now it exists, move it
             row, previous = await self._write_label(prompt_id, label, version, who)
+        details: dict[str, object] = {"prompt_id": prompt_id, "label": label, "from_version": previous,
+                                      "to_version": version}  # fmt: skip
+        if run_id is not None:
+            details["eval_run_id"] = run_id
+        if force_reason is not None:
+            details["forced_reason"] = force_reason
         self.audit.record(AuditEvent.by(
-            who, "prompt.label_moved", subject=f"{prompt_id}:{label}", outcome="moved",
-            details={"prompt_id": prompt_id, "label": label, "from_version": previous, "to_version": version},
+            who, "prompt.label_moved", subject=f"{prompt_id}:{label}", outcome="forced" if force_reason else "moved",
+            reason=force_reason, details=details,
         ))  # fmt: skip
         await self.announce()
         return row, previous

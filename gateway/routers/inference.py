@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -12,7 +13,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.calls.context import CallContext, Operation
-from gateway.errors import ClientDisconnected, GatewayError, drop_frames, error_response, internal_error
+from gateway.errors import (
+    ClientDisconnected,
+    GatewayError,
+    InvalidRequest,
+    drop_frames,
+    error_response,
+    internal_error,
+)
 from gateway.middleware import OVERHEAD
 from gateway.providers.base import Reply
 
@@ -27,6 +35,9 @@ FAST_PATHS: dict[str, Operation] = {
 log = logging.getLogger("gateway")
 OVERHEAD_HEADER = "x-gateway-overhead-ms"
 WATCH_AFTER_S = 0.05  # a call still running after this watches for its client leaving
+# The eval run a call belongs to (`gateway eval run` sends it): stored on the call's usage record.
+EVAL_RUN_HEADER = b"x-gateway-eval-run"
+EVAL_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 async def serve(scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,16 +101,23 @@ async def answer(
     scope: Scope, receive: Receive, operation: Operation
 ) -> tuple[CallContext, Reply | AsyncIterator[bytes]]:
     """Body in, pipeline: the upstream's JSON reply, or the SSE stream. GatewayErrors carry the overhead header."""
-    authorization = None
+    authorization = eval_run = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization = value.decode("latin-1")
-            break
+        elif name == EVAL_RUN_HEADER:
+            eval_run = value.decode("latin-1")
+    if eval_run is not None and EVAL_RUN_ID.fullmatch(eval_run) is None:
+        raise InvalidRequest(
+            f"Header x-gateway-eval-run must be an eval run id (1-64 of A-Z a-z 0-9 _ -); got {eval_run[:80]!r}.",
+            param="x-gateway-eval-run",
+        )
     ctx = CallContext(
         request_id=scope["state"]["request_id"],
         operation=operation,
         raw=await read_body(receive),
         authorization=authorization,
+        eval_run_id=eval_run,
     )
     scope["state"]["call"] = ctx  # for the request's line in the operator log (middleware.py)
     try:

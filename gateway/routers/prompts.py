@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.errors import InvalidRequest
 from gateway.prompts.render import compile_prompt
 from gateway.prompts.spec import LATEST, PromptSpec
 from gateway.prompts.store import spec_of
@@ -19,6 +20,8 @@ WRITERS = ("admin", "member")  # protected labels (production by default) additi
 class LabelMove(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = Field(ge=1)
+    force: bool = Field(default=False, description="move a gated label without a passing eval run (admins only)")
+    reason: str | None = Field(default=None, max_length=1000, description="why a forced move is forced (audited)")
 
 
 def version_json(row: PromptVersion) -> dict[str, object]:
@@ -76,9 +79,14 @@ async def get_label(prompt_id: str, label: str, request: Request) -> dict[str, o
 
 @router.put("/{prompt_id}/labels/{label}")
 async def move_label(prompt_id: str, label: str, move: LabelMove, request: Request) -> dict[str, object]:
-    """Points a label at a version; rolling back is moving it back. Protected labels: admins only."""
+    """Points a label at a version; rolling back is moving it back. Protected labels: admins only. A gated label
+    (config `prompts.gates`) needs a stored passing run of its suite against the version (409 eval_required), unless
+    an admin forces the move with a reason."""
     services, who = caller(request, *WRITERS)
-    row, previous = await services.prompts.move_label(prompt_id, label, move.version, who)
+    if move.reason is not None and not move.force:
+        raise InvalidRequest("reason goes with force: true (the reason of a forced move).", param="reason")
+    force_reason = (move.reason or "") if move.force else None
+    row, previous = await services.prompts.move_label(prompt_id, label, move.version, who, force_reason=force_reason)
     return {"prompt_id": prompt_id, "label": label, "version": row.version, "previous_version": previous,
             "updated_by": row.updated_by, "updated_at": row.updated_at.isoformat()}  # fmt: skip
 

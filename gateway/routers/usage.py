@@ -37,9 +37,11 @@ async def get_usage(
     end: str | None = Query(default=None, alias="to"),
     key: str | None = None,
     team: str | None = None,
+    eval_run_id: str | None = Query(default=None, description="only the calls of this eval run"),
 ) -> dict[str, object]:
     """`key` is a key's id or prefix, `team` a team's id or name, as on the other admin paths; an unknown one is a
-    404 (key_not_found, team_not_found), not an empty report."""
+    404 (key_not_found, team_not_found), not an empty report. `eval_run_id`: the calls an eval run made (their
+    x-gateway-eval-run header)."""
     services, principal = caller(request, "admin", "viewer")
     if principal.role == "viewer" and principal.team_id is not None:
         team = principal.team_id  # a team's viewer reads its own team's usage only
@@ -50,6 +52,7 @@ async def get_usage(
         end=parse_instant(end, "to"),
         key_id=(await services.keys.get_key(key)).id if key else None,
         team_id=(await services.keys.get_team(team)).id if team else None,
+        eval_run_id=eval_run_id,
     )
     return {"object": "list", "group_by": group_by, "data": [row.model_dump() for row in rows]}
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -43,6 +54,15 @@ class UsageRecord(SQLModel, table=True):
     """One model call through the gateway: who, which model, tokens, cost and timings."""
 
     __tablename__ = "usage_records"
+    # Partial: calls outside eval runs (nearly all) write no index entry, so the hot path's inserts stay as cheap.
+    __table_args__ = (
+        Index(
+            "ix_usage_records_eval_run_id",
+            "eval_run_id",
+            sqlite_where=text("eval_run_id IS NOT NULL"),
+            postgresql_where=text("eval_run_id IS NOT NULL"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntegerKey)
     request_id: str = Field(unique=True, index=True)
@@ -64,6 +84,7 @@ class UsageRecord(SQLModel, table=True):
     decisions: list[dict[str, object]] | None = Field(default=None, sa_type=JSON)  # guardrail and policy decisions
     prompt_id: str | None = None  # the registry prompt that produced the call, if any (not indexed either)
     prompt_version: int | None = None
+    eval_run_id: str | None = None  # the eval run that made the call (x-gateway-eval-run); partial index below
     created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
 
 
@@ -236,3 +257,35 @@ class PromptLabel(SQLModel, table=True):
     version: int
     updated_by: str
     updated_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
+
+
+class EvalRun(SQLModel, table=True):
+    """One eval run against one of its targets: a run of N targets is N rows with the same run_id, so the promotion
+    gate finds "a passing run of suite S against prompt P version N" with one indexed query. Written only by
+    gateway.evals.store.EvalRunStore."""
+
+    __tablename__ = "eval_runs"
+
+    run_id: str = Field(primary_key=True)
+    target_id: str = Field(primary_key=True)
+    position: int  # the target's place in the run's list of targets
+    suite_name: str
+    suite_path: str
+    suite_sha256: str = Field(index=True)  # of the suite file's bytes and then its dataset files' bytes
+    target_kind: str  # prompt or model
+    prompt_id: str | None = None
+    prompt_version: int | None = None
+    model: str | None = None
+    git_commit: str | None = None
+    status: str  # this target's: passed, failed, or incomplete (the run stopped early)
+    run_status: str  # the whole run's: passed, failed, incomplete
+    pass_rate: float  # this target's: passed (case, target) units over the units that ran (skipped ones aside)
+    counts: dict[str, int] = Field(sa_type=JSON)  # this target's total, passed, failed, errors, skipped
+    cost_usd_target: float = 0.0  # the run's, on every row
+    cost_usd_judge: float = 0.0
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=_now, index=True, sa_type=UTCDateTime)
+    # The canonical result, on the first target's row only (a matrix run would store it once per target); SQL NULL on
+    # the others (none_as_null: JSON would store a JSON null, which IS NOT NULL does not skip).
+    result: dict[str, object] | None = Field(default=None, sa_type=JSON(none_as_null=True))

@@ -45,6 +45,7 @@ def usage_record(ctx: CallContext) -> dict[str, object]:
         "decisions": ctx.decisions,
         "prompt_id": ctx.prompt_id,
         "prompt_version": ctx.prompt_version,
+        "eval_run_id": ctx.eval_run_id,
         "created_at": started_at,
     }
 

@@ -28,8 +28,10 @@ async def usage_report(
     end: datetime | None,
     key_id: str | None = None,
     team_id: str | None = None,
+    eval_run_id: str | None = None,
 ) -> list[UsageRow]:
-    """Totals per group for records created in [start, end), optionally of one key or team, sorted by group.
+    """Totals per group for records created in [start, end), optionally of one key, team or eval run, sorted by
+    group.
 
     Raises ValueError for a naive start or end (timestamps are UTC; pass aware datetimes).
     """
@@ -52,6 +54,8 @@ async def usage_report(
         statement = statement.where(col(UsageRecord.key_id) == key_id)
     if team_id is not None:
         statement = statement.where(col(UsageRecord.team_id) == team_id)
+    if eval_run_id is not None:
+        statement = statement.where(col(UsageRecord.eval_run_id) == eval_run_id)
     async with db.session() as session:
         result = (await session.exec(statement)).all()
     # int(): Postgres sums BIGINT as NUMERIC, which psycopg returns as Decimal.

@@ -5,6 +5,7 @@ The first test in a process loads torch and the model (a few seconds, once per t
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import struct
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from gateway.config import ConfigError, GatewayConfig, parse_config
 from gateway.errors import ModelUnavailable
+from gateway.providers import local
 from gateway.providers.local import LocalEncoder
 from tests.conftest import AUTH, MakeConfig, chat
 
@@ -115,3 +117,34 @@ def test_a_missing_local_extra_is_a_clear_503_not_a_crash(monkeypatch: pytest.Mo
     with pytest.raises(ModelUnavailable, match="install the gateway with its 'local' extra") as raised:
         LocalEncoder("all-MiniLM-L6-v2").encode(["hi"])
     assert (raised.value.status_code, raised.value.code) == (503, "model_unavailable")
+
+
+def test_weights_other_than_the_published_ones_are_refused_before_torch_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A copy of the model folder whose weights differ by one byte: a small file stands in for the 87 MiB one (only
+    # its hash is read before the refusal, so the size changes nothing but the test's time).
+    real = Path(local.model_path("all-MiniLM-L6-v2"))
+    with (real / local.WEIGHTS_FILE).open("rb") as weights:
+        head = bytearray(weights.read(4096))
+    head[100] ^= 0xFF
+    (tmp_path / local.WEIGHTS_FILE).write_bytes(bytes(head))
+    monkeypatch.setattr(local, "model_path", lambda name: tmp_path)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # reaching the import would fail differently
+    torch_before = "torch" in sys.modules
+    with pytest.raises(ModelUnavailable) as raised:
+        LocalEncoder("all-MiniLM-L6-v2").encode(["hi"])
+    assert ("torch" in sys.modules) == torch_before  # refused before torch loads
+    message = raised.value.message
+    assert (raised.value.status_code, raised.value.code) == (503, "model_unavailable")
+    assert str(tmp_path / local.WEIGHTS_FILE) in message and local.WEIGHTS_SHA256["all-MiniLM-L6-v2"] in message
+    assert hashlib.sha256(bytes(head)).hexdigest() in message
+
+
+def test_the_installed_weights_are_the_published_ones() -> None:
+    folder = local.model_path("all-MiniLM-L6-v2")
+    local.check_weights(folder, local.WEIGHTS_SHA256["all-MiniLM-L6-v2"])  # raises on a mismatch
+    assert (
+        local._checked[folder / local.WEIGHTS_FILE]
+        == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    )

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_INCOMPLETE = 0, 1, 2, 3
 SCHEMA_NAMES = ("schema.json", "schema.yaml", "schema.yml")
 # Other `gateway eval ...` commands, added to the same parser: (module, function taking the eval subparsers).
-MORE_EVAL_COMMANDS: tuple[tuple[str, str], ...] = ()
+MORE_EVAL_COMMANDS: tuple[tuple[str, str], ...] = (("gateway.evals.runs_cli", "add_runs_parser"),)
 
 
 class Refused(Exception):

@@ -39,6 +39,7 @@ CAPABILITY_COMMANDS: dict[str, tuple[str, str, str]] = {
               "add_approval_commands"),
     "prompts": ("the prompt registry: versions, labels, sync from a folder", "gateway.prompts.cli",
                 "add_prompt_commands"),
+    "eval": ("run eval suites through the gateway, in process or at a URL", "gateway.evals.cli", "add_eval_commands"),
 }  # fmt: skip
 
 

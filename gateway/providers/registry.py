@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gateway.config import GatewayConfig, ModelConfig
 from gateway.providers.base import Deployment, Provider
 from gateway.providers.fake import FakeProvider
@@ -32,6 +34,13 @@ class ProviderRegistry:
         if model.is_direct:
             return self._direct
         return self._litellm
+
+    def wrap_providers(self, wrap: Callable[[Deployment], Provider]) -> None:
+        """Puts `wrap(deployment)` in front of every deployment's provider (eval cassettes record and replay
+        upstream answers at this boundary); done before the first call."""
+        wrapped: dict[int, Deployment] = {}
+        for name, route in self._routes.items():
+            self._routes[name] = tuple(wrapped.setdefault(id(d), Deployment(d.config, wrap(d))) for d in route)
 
     def get_route(self, name: str) -> tuple[Deployment, ...] | None:
         return self._routes.get(name)

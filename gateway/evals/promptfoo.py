@@ -49,6 +49,7 @@ class _Importer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.unsupported: list[str] = []
+        self.judge = "CHANGE-ME"  # promptfoo's default grader is OpenAI's; a suite names its judge: the first target
 
     def skip(self, where: str, why: str) -> None:
         self.unsupported.append(f"{where}: {why}")
@@ -68,6 +69,7 @@ class _Importer:
         if isinstance(description, str):
             suite["description"] = description
         suite["targets"], request = self.targets(config.get("providers", config.get("targets")))
+        self.judge = suite["targets"][0]
         prompts = self.prompts(config.get("prompts"))
         defaults = self.defaults(config.get("defaultTest"), request)
         if defaults:
@@ -239,14 +241,17 @@ class _Importer:
             if key not in ASSERTION_FIELDS:
                 self.skip(f"{where}.{key}", f"{key} of a {kind} assertion is not converted")
         if base == "llm-rubric":
+            if negated:
+                self.skip(where, "not-llm-rubric: write the rubric the other way round")
+                return None
             out: dict[str, Any] = {"type": "llm_judge", "rubric": value}
             provider = assertion.get("provider")
             provider = provider.get("id") if isinstance(provider, dict) else provider
             if provider is not None and (model := self.model(provider, f"{where}.provider")) is not None:
                 out["model"] = model
-            if negated:
-                self.skip(where, "not-llm-rubric: write the rubric the other way round")
-                return None
+            else:
+                out["model"] = self.judge
+                self.skip(where, f"llm-rubric without a provider: judged by {self.judge!r}; set model: to your judge")
         elif base == "is-json" and value is not None:
             out = {"type": f"{'not-' if negated else ''}json-schema", "value": value}
         elif base in SAME:

@@ -39,6 +39,8 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     where.add_argument("--url", help="a running gateway's base URL")
     where.add_argument("--key", help="the virtual key to call it with (with --url)")
     where.add_argument("--admin-key", help="reads each call's decisions and cost (with --url; governance assertions)")
+    where.add_argument("--sync-prompts", type=Path, metavar="DIR",
+                       help="in process: load the prompt files of DIR as versions first (as `prompts sync` does)")  # fmt: skip
     how = run.add_argument_group("how to run")
     how.add_argument("--repeat", type=int, help="attempts per case and target (overrides the suites' repeat)")
     how.add_argument("--concurrency", type=int, default=8, help="attempts in flight (default 8)")
@@ -107,6 +109,31 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise Refused(f"--max-cost must be above 0, got {args.max_cost}")
     if args.tolerance < 0:
         raise Refused(f"--tolerance must be 0 or more, got {args.tolerance}")
+    if args.url and args.sync_prompts:
+        raise Refused("--sync-prompts works in process only; against a gateway run `gateway prompts sync DIR` first")
+
+
+def load_prompt_files(folder: Path | None) -> list[Any]:
+    """The prompt files of --sync-prompts, validated before anything runs (exit 2 naming the file and field)."""
+    if folder is None:
+        return []
+    import yaml
+    from pydantic import ValidationError
+
+    from gateway.config import format_validation_error
+    from gateway.prompts.spec import PromptSpec
+
+    if not folder.is_dir():
+        raise Refused(f"--sync-prompts {folder}: no such folder")
+    specs = []
+    for file in sorted(folder.glob("*.yaml")):
+        try:
+            specs.append(PromptSpec.model_validate(yaml.safe_load(file.read_text(encoding="utf-8"))))
+        except ValidationError as exc:
+            raise Refused(f"invalid prompt file\n{format_validation_error(str(file), exc)}") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise Refused(f"{file}: cannot read the prompt file: {exc}") from None
+    return specs
 
 
 def per_suite(path: Path | None, name: str, several: bool) -> Path | None:
@@ -175,7 +202,7 @@ def make_client(args: argparse.Namespace, cassette: Cassette | None) -> EvalClie
     from gateway.settings import Settings
 
     settings = Settings(config=args.config) if args.config else Settings()
-    return InProcessClient(settings.resolve(), cassette=cassette)  # ConfigError: exit 2 in gateway.cli.main
+    return InProcessClient(settings.resolve(), cassette=cassette, prompts=load_prompt_files(args.sync_prompts))  # ConfigError: exit 2 in gateway.cli.main
 
 
 async def run_command(args: argparse.Namespace) -> int:
@@ -235,6 +262,7 @@ async def conclude(args: argparse.Namespace, suite: Any, result: dict[str, Any],
         json_path=per_suite(args.json, suite.name, several),
         junit_path=per_suite(args.junit, suite.name, several),
         markdown_path=args.markdown,
+        append_markdown=True,  # one file for every suite of the run (a CI job summary)
         comparison=comparison.as_json() if comparison is not None else None,
     )
     print(summary_line(result))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -71,13 +71,16 @@ class EvalClient(Protocol):
 class InProcessClient:
     """The app's services built from a config, driven without a server: what the router would do, minus HTTP."""
 
-    def __init__(self, config: GatewayConfig | str | Path, *, cassette: Cassette | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig | str | Path, *, cassette: Cassette | None = None, prompts: Sequence[Any] = ()
+    ) -> None:
         if not hasattr(config, "models"):  # a config file's path
             from gateway.settings import Settings
 
             config = Settings(config=Path(config)).resolve()
         self.config: GatewayConfig = config  # type: ignore[assignment]
         self.cassette = cassette
+        self.prompts = list(prompts)  # PromptSpecs to load as versions (if changed) before the run
         self.needs_record = False  # the context has the decisions anyway
         self.services: Services | None = None
         self.scope = ""
@@ -92,6 +95,8 @@ class InProcessClient:
         self.services = await self._stack.enter_async_context(build_services(self.config))
         if self.cassette is not None:
             self.cassette.install(self.services.registry)
+        if self.prompts:
+            await self._sync_prompts()
         models = orjson.dumps([m.model_dump(mode="json") for m in self.config.models], option=orjson.OPT_SORT_KEYS)
         policies = self.services.policies.current.sha256
         self.scope = "inprocess:" + hashlib.sha256(models + b"|" + policies.encode()).hexdigest()
@@ -99,6 +104,17 @@ class InProcessClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
+
+    async def _sync_prompts(self) -> None:
+        """Each prompt file becomes a new version when its content changed (`gateway prompts sync`, without HTTP)."""
+        from gateway.calls.caller import Principal
+
+        services = self.services
+        assert services is not None
+        who = Principal(key_id=None, name="gateway eval --sync-prompts", role="admin")
+        for spec in self.prompts:
+            await services.prompts.create_version(spec, who, if_changed=True)
+        await services.prompt_registry.changed()
 
     @asynccontextmanager
     async def run(self, run_id: str) -> AsyncIterator[None]:

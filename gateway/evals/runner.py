@@ -82,7 +82,12 @@ def target_model_name(target: Any) -> str:
 
 def build_request(case: Any, target: Any) -> dict[str, Any]:
     """The contract's request: the target's model, the case's messages, then the case's request fields."""
-    if target.kind == "prompt":
+    if target.kind == "prompt" and "model" in case.request:
+        # A model named in the request serves the prompt (the extension field's form): `request: {model: demo}`.
+        pin = {"version": target.version} if target.version is not None else {"label": target.label or "latest"}
+        request = {"prompt": {"id": target.prompt_id, **pin, "variables": dict(case.vars)},
+                   "messages": list(case.messages or [])}  # fmt: skip
+    elif target.kind == "prompt":
         request = {"model": target_model_name(target), "prompt": {"variables": dict(case.vars)},
                    "messages": list(case.messages or [])}  # fmt: skip
     else:

@@ -35,7 +35,8 @@ SUITE_NAME = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 CASE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$"
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "evals" / "schema.json"
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's: a suite of 1,000 cases parses in ~0.1 s, not 2 s
-RESERVED_REQUEST = frozenset({"model", "messages", "prompt"})  # set by the target and the case, not `request`
+RESERVED_REQUEST = frozenset({"messages", "prompt"})  # set by the target and the case, not `request`
+# `request.model` only names the model that serves a prompt target (a model target is its own model).
 
 
 class SuiteError(ValueError):
@@ -304,8 +305,13 @@ def _resolve(source: str, spec: SuiteFile, body: CaseBody, at: str, case_id: str
         messages = [{"role": "user", "content": render(body.input, f"{at}.input")}]
     else:
         messages = None
-    if messages is None and (model := next((t for t in targets if t.kind == "model"), None)) is not None:
-        raise SuiteError(source, case_id, at, f"needs input or messages: target {model.id!r} is a model", line)
+    model_target = next((t for t in targets if t.kind == "model"), None)
+    if messages is None and model_target is not None:
+        raise SuiteError(source, case_id, at, f"needs input or messages: target {model_target.id!r} is a model", line)
+    if model_target is not None and ("model" in body.request or "model" in spec.defaults.request):
+        where = f"{at}.request.model" if "model" in body.request else "defaults.request.model"
+        raise SuiteError(source, case_id, where, f"request.model names the model that serves a prompt target; "
+                         f"target {model_target.id!r} is a model (list the models as targets)", line)  # fmt: skip
     assertions = []
     parse = assertion_parser()
     written = [(f"defaults.assert[{i}]", a) for i, a in enumerate(spec.defaults.assert_)]

@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml $(wildcard gateway/usage/*.c gateway/usage/*.
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev,local]'
 	touch $@
 
-.PHONY: install serve test lint mutate bench-setup bench bench-quick bench-soak bench-profile
+.PHONY: install serve test evals lint mutate bench-setup bench bench-quick bench-soak bench-profile
 install: $(VENV)/.installed
 
 serve: install
@@ -26,6 +26,15 @@ serve: install
 TEST_WORKERS ?= 3
 test: install
 	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The shipped eval suites (evals/), in process on the shipped config, offline: prompts synced from prompts/, the judge's
+# answers replayed from its cassette; a throwaway database under $(EVAL_DIR). CI runs it after the tests.
+EVAL_DIR ?= .eval-run
+evals: install
+	rm -rf $(EVAL_DIR) && mkdir -p $(EVAL_DIR)
+	GATEWAY_DATABASE_URL=sqlite:///$(EVAL_DIR)/gateway.db GATEWAY_SPOOL_DIR=$(EVAL_DIR)/spool \
+	  $(VENV)/bin/gateway eval run evals/ --config $(CONFIG) --sync-prompts prompts/ \
+	  --replay evals/cassettes/judge.json --no-cache --junit '$(EVAL_DIR)/junit.{suite}.xml' --markdown $(EVAL_DIR)/summary.md
 
 lint: install
 	$(VENV)/bin/ruff check gateway tests bench tools

@@ -5,7 +5,8 @@ rules, metering, records) runs for real around a replayed answer, so governance 
 cassette maps (the deployment's `provider/model`, the operation, the canonical JSON of the body the provider was sent)
 to the provider's answer: a JSON body, or a stream's SSE events. Recording merges into an existing file; the file is
 JSON, sorted by key, with the request kept readable so a diff shows what changed. A request missing from the cassette
-fails the call with `not_in_cassette` (502), which the runner reports as that case's error.
+fails the call with `not_in_cassette` (502), which the runner reports as that case's error. Models computed in process
+(`fake/...`, `local/...`) answer the same in CI without a key, so they are neither recorded nor replayed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 FORMAT = "gateway-eval-cassette/1"
 NOT_IN_CASSETTE = "not_in_cassette"
+IN_PROCESS = frozenset({"fake", "local"})  # providers computed in process, deterministic: never recorded or replayed
 
 
 class CassetteError(Exception):
@@ -62,6 +64,8 @@ class Cassette:
         registry.wrap_providers(self._wrap)
 
     def _wrap(self, deployment: Deployment) -> Provider:
+        if deployment.config.provider in IN_PROCESS:  # answers the same in CI without a key: not taped
+            return deployment.provider
         if self.mode == "record":
             return Recorder(self, deployment.provider)
         return Replayer(self)

@@ -110,9 +110,8 @@ def main() -> int:
     parser.add_argument("--similar", type=int, default=0, help="cases with a `similar` assertion (local MiniLM)")
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    from gateway.evals.spec import load_suite
-
     from gateway.cli import main as gateway_main
+    from gateway.evals.spec import load_suite
 
     with tempfile.TemporaryDirectory(prefix="evals-bench-") as tmp:
         folder = Path(tmp)

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
 EXIT_PASSED, EXIT_FAILED, EXIT_INVALID, EXIT_INCOMPLETE = 0, 1, 2, 3
 SCHEMA_NAMES = ("schema.json", "schema.yaml", "schema.yml")
 # Other `gateway eval ...` commands, added to the same parser: (module, function taking the eval subparsers).
-MORE_EVAL_COMMANDS: tuple[tuple[str, str], ...] = (("gateway.evals.runs_cli", "add_runs_parser"),)
+MORE_EVAL_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("gateway.evals.runs_cli", "add_runs_parser"),
+    ("gateway.evals.promptfoo", "add_import_parser"),
+)
 
 
 class Refused(Exception):
@@ -39,8 +42,9 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:  # type: ig
     where.add_argument("--url", help="a running gateway's base URL")
     where.add_argument("--key", help="the virtual key to call it with (with --url)")
     where.add_argument("--admin-key", help="reads each call's decisions and cost (with --url; governance assertions)")
-    where.add_argument("--sync-prompts", type=Path, metavar="DIR",
-                       help="in process: load the prompt files of DIR as versions first (as `prompts sync` does)")  # fmt: skip
+    where.add_argument(
+        "--sync-prompts", type=Path, metavar="DIR", help="in process: load DIR's prompt files as versions first"
+    )
     how = run.add_argument_group("how to run")
     how.add_argument("--repeat", type=int, help="attempts per case and target (overrides the suites' repeat)")
     how.add_argument("--concurrency", type=int, default=8, help="attempts in flight (default 8)")
@@ -202,7 +206,8 @@ def make_client(args: argparse.Namespace, cassette: Cassette | None) -> EvalClie
     from gateway.settings import Settings
 
     settings = Settings(config=args.config) if args.config else Settings()
-    return InProcessClient(settings.resolve(), cassette=cassette, prompts=load_prompt_files(args.sync_prompts))  # ConfigError: exit 2 in gateway.cli.main
+    prompts = load_prompt_files(args.sync_prompts)
+    return InProcessClient(settings.resolve(), cassette=cassette, prompts=prompts)  # ConfigError: exit 2 in cli.main
 
 
 async def run_command(args: argparse.Namespace) -> int:

@@ -13,8 +13,10 @@ schema becomes `json-schema`), levenshtein, latency, cost, finish-reason, simila
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +277,31 @@ class _Importer:
         elif weight == 0:
             self.skip(f"{where}.weight", "weight 0 (informational) is not supported: the assertion counts with 1")
         return out
+
+
+def add_import_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`gateway eval import promptfoo FILE [--out SUITE.yaml]`: the suite on stdout (or in --out), what was not
+    converted on stderr; exit 0, or 2 when the file is not a promptfoo config."""
+    importing = commands.add_parser("import", help="convert another tool's eval config into a suite")
+    tools = importing.add_subparsers(dest="import_tool", required=True)
+    promptfoo = tools.add_parser("promptfoo", help="a promptfooconfig.yaml: its common subset")
+    promptfoo.add_argument("file", type=Path, help="the promptfoo config")
+    promptfoo.add_argument("--out", type=Path, help="write the suite here (default: stdout)")
+    promptfoo.set_defaults(handler=cmd_import_promptfoo)
+
+
+def cmd_import_promptfoo(args: argparse.Namespace) -> int:
+    try:
+        text, unsupported = import_promptfoo(args.file)
+    except PromptfooError as exc:
+        print(f"gateway eval import: {exc}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if unsupported:
+        print(f"not converted ({len(unsupported)}):", file=sys.stderr)
+        for line in unsupported:
+            print(f"  {line}", file=sys.stderr)
+    return 0

@@ -13,14 +13,13 @@ import pytest
 
 pytest.importorskip("gateway.evals.spec")  # the suite loader (another branch until merged)
 
-from gateway.evals.spec import load_suite  # noqa: E402
-
 from gateway.app import create_app  # noqa: E402
 from gateway.cli import main  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.evals.cache import ResponseCache  # noqa: E402
 from gateway.evals.clients import HttpClient  # noqa: E402
 from gateway.evals.runner import RunOptions, run_suite  # noqa: E402
+from gateway.evals.spec import load_suite  # noqa: E402
 from tests.conftest import AUTH, MASTER_KEY  # noqa: E402
 
 CONFIG = """

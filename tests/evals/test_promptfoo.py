@@ -193,3 +193,20 @@ def test_not_a_promptfoo_config(tmp_path: Path, content: str, message: str) -> N
         import_promptfoo(tmp_path / "p.yaml")
     with pytest.raises(PromptfooError, match="cannot read"):
         import_promptfoo(tmp_path / "missing.yaml")
+
+
+def test_the_import_command_writes_the_suite_and_lists_the_rest(
+    converted: tuple[Path, str, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    folder, text, unsupported = converted
+    assert (
+        main(["eval", "import", "promptfoo", str(folder / "promptfooconfig.yaml"), "--out", str(folder / "s.yaml")])
+        == 0
+    )
+    assert (folder / "s.yaml").read_text() == text
+    err = capsys.readouterr().err
+    assert err.startswith(f"not converted ({len(unsupported)}):\n") and unsupported[0] in err
+    assert main(["eval", "import", "promptfoo", str(folder / "missing.yaml")]) == 2
+    assert "cannot read the promptfoo config" in capsys.readouterr().err

@@ -172,7 +172,7 @@ INVALID = [
     ((TWO.replace("id: b", "id: a"), {}), "suite.yaml: case a: cases[1].id: duplicate case id (first at cases[0])"),
     ((CASE + "    messages: [{role: user, content: x}]\n", {}), "case a: cases[0]: give input or messages, not both"),
     (("name: s\ntargets: [m]\ncases: [{id: a}]\n", {}), "case a: cases[0]: needs input or messages: target 'm' is a"),
-    ((CASE + "    request: {model: x}\n", {}), "case a: cases[0].request.model: request.model names the model that serves a"),
+    ((CASE + "    request: {model: x}\n", {}), "case a: cases[0].request.model: request.model names the model"),
     ((CASE + "    request: {prompt: x}\n", {}), "case a: cases[0]: request may not set prompt"),
     (case("input", "'hi {{ who }}'"), "case a: cases[0].input: variable 'who' is undefined (the case has: none)"),
     (case("input", "'hi {{ who }'"), "case a: cases[0].input: invalid template"),

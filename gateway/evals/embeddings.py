@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -91,6 +92,7 @@ class Embeddings:
 
         try:
             encoder = get_encoder(model[len(LOCAL_PREFIX) :])
+            encoder.use_threads(len(os.sched_getaffinity(0)))  # a run is a batch job: every core it may use encodes
         except LookupError as exc:
             raise EmbeddingFailed(str(exc)) from None
         return [unit(row.tolist()) for row in await encoder.aencode(texts)]

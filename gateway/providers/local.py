@@ -81,6 +81,12 @@ class LocalEncoder:
         self._model: SentenceTransformer | None = None
         self._load_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"local-{name}")
+        # torch threads per encode: 1 in a server (the other core serves the event loop); a batch job such as
+        # `gateway eval run` raises it to the machine's cores (`use_threads`).
+        self.threads = 1
+
+    def use_threads(self, threads: int) -> None:
+        self.threads = max(1, threads)
 
     def _loaded(self) -> SentenceTransformer:
         with self._load_lock:
@@ -109,13 +115,14 @@ class LocalEncoder:
         return int(self._loaded().max_seq_length)
 
     def _in_worker(self) -> SentenceTransformer:
-        """The model, with torch on one thread in the calling (worker) thread: a gateway on two cores keeps the other
-        for its event loop, and one short text gains little from two (11 ms against 15 ms, at 1.5x the CPU)."""
+        """The model, with torch on `threads` threads (1 unless a batch job asked for more) in the calling (worker)
+        thread: a gateway on two cores keeps the other for its event loop, and one short text gains little from two
+        (11 ms against 15 ms, at 1.5x the CPU)."""
         model = self._loaded()  # first: a model that cannot load is refused without importing torch
         import torch
 
-        if torch.get_num_threads() != 1:
-            torch.set_num_threads(1)
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         return model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -218,6 +218,7 @@ REASONS: list[tuple[dict[str, Any], Observed, str]] = [
      "expected output within 5 edits of 'abcdefgh'; saw output 'abc', 5 edits away"),
     ({"type": "word-count", "min": 2}, observed("a b c"), "expected at least 2 words; saw 3 words in output 'a b c'"),
     ({"type": "word-count", "min": 1}, observed("a"), "expected at least 1 word; saw 1 word in output 'a'"),
+    ({"type": "word-count", "min": 0}, observed(""), "expected at least 0 words; saw 0 words in output ''"),
     ({"type": "word-count", "max": 1}, observed(""), "expected at most 1 word; saw 0 words in output ''"),
     ({"type": "word-count", "min": 1, "max": 2}, observed("a"),
      "expected between 1 and 2 words; saw 1 word in output 'a'"),

@@ -61,6 +61,11 @@ def held(passed: bool, seen: str) -> Outcome:
     return Outcome(passed, 1.0 if passed else 0.0, seen)
 
 
+def errored(error: str, *, cost_usd: float = 0.0) -> Outcome:
+    """The assertion could not be evaluated: an error, which is never a pass."""
+    return Outcome(False, 0.0, "", error=error, cost_usd=cost_usd)
+
+
 class Assertion(BaseModel):
     """The fields every assertion takes. Subclasses set `type` to a Literal of their name and its `not-` form."""
 

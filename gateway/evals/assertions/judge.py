@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from gateway.errors import GatewayError
-from gateway.evals.assertions.base import AssertContext, Assertion, Outcome, Unit, clip, failure
+from gateway.evals.assertions.base import AssertContext, Assertion, Outcome, Unit, clip, errored, failure, held
 from gateway.evals.observed import Observed
 
 ATTEMPTS = 3  # the first answer and two retries
@@ -43,14 +43,14 @@ class Judged(Assertion):
 
     async def acheck(self, observed: Observed, ctx: AssertContext) -> Outcome:
         if observed.error is not None and not observed.text:
-            return Outcome(False, 0.0, f"no output to judge: the call failed with {failure(observed)}")
+            return held(False, f"no output to judge: the call failed with {failure(observed)}")
         messages = judge_messages(self.rubric, observed.text, vars=ctx.vars, messages=getattr(ctx, "messages", None))
         cost, problem, answer = 0.0, "", ""
         for _ in range(ATTEMPTS):
             try:
                 answer, spent = await ctx.complete(self.model, messages)
             except GatewayError as exc:
-                return Outcome(False, 0.0, "", error=f"judge {self.model!r} failed: {exc.message}", cost_usd=cost)
+                return errored(f"judge {self.model!r} failed: {exc.message}", cost_usd=cost)
             cost += spent
             try:
                 verdict = parse_verdict(answer)
@@ -65,7 +65,7 @@ class Judged(Assertion):
             seen = f"score {verdict.score:g}, pass {str(verdict.passed).lower()}: {clip(verdict.reason)}"
             return Outcome(passed, verdict.score, seen, cost_usd=cost)
         error = f"judge {self.model!r} gave no valid verdict in {ATTEMPTS} answers ({problem}); last: {clip(answer)}"
-        return Outcome(False, 0.0, "", error=error, cost_usd=cost)
+        return errored(error, cost_usd=cost)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, field_validator
 
 from gateway.errors import GatewayError
-from gateway.evals.assertions.base import AssertContext, Assertion, Outcome, Unit, clip, output_seen
+from gateway.evals.assertions.base import AssertContext, Assertion, Outcome, Unit, clip, errored, held, output_seen
 from gateway.evals.observed import Observed
 
 DEFAULT_EMBEDDING_MODEL = "local/all-MiniLM-L6-v2"
@@ -73,7 +73,7 @@ async def check_many(items: Sequence[tuple[Similar, Observed, AssertContext]]) -
     by_model: dict[str, list[int]] = {}
     for i, (spec, observed, _) in enumerate(items):
         if observed.error is not None and not observed.text:
-            outcomes[i] = Outcome(False, 0.0, output_seen(observed))
+            outcomes[i] = held(False, output_seen(observed))
         else:
             by_model.setdefault(spec.model, []).append(i)
     for model, indices in by_model.items():
@@ -89,11 +89,11 @@ async def check_many(items: Sequence[tuple[Similar, Observed, AssertContext]]) -
                 for i in indices:
                     outcomes[i] = (await check_many([items[i]]))[0]
             else:
-                outcomes[indices[0]] = Outcome(False, 0.0, "", error=f"embedding model {model!r} failed: {exc.message}")
+                outcomes[indices[0]] = errored(f"embedding model {model!r} failed: {exc.message}")
             continue
         except LengthError as exc:
             for i in indices:
-                outcomes[i] = Outcome(False, 0.0, "", error=f"embedding model {model!r} {exc}")
+                outcomes[i] = errored(f"embedding model {model!r} {exc}")
             continue
         for i in indices:
             spec, observed, _ = items[i]

@@ -116,10 +116,11 @@ def suite_needs(suite: Any, uses: Callable[[Any], set[str]]) -> set[str]:
 class CaseContext:
     """The AssertContext of one attempt: the case's variables, embeddings, and a judge whose cost the run counts."""
 
-    __slots__ = ("vars", "_run")
+    __slots__ = ("vars", "messages", "_run")
 
-    def __init__(self, case_vars: dict[str, Any], run: SuiteRun) -> None:
+    def __init__(self, case_vars: dict[str, Any], run: SuiteRun, messages: list[dict[str, Any]] | None = None) -> None:
         self.vars = case_vars
+        self.messages = messages  # what the case sent (a judge reads it as the input it grades against)
         self._run = run
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -210,7 +211,7 @@ class SuiteRun:
         if observed is None:
             unit.attempts[repeat] = attempt_json(repeat, None, [], error, unit.case.threshold)
         else:
-            context = CaseContext(unit.case.vars, self)
+            context = CaseContext(unit.case.vars, self, unit.case.messages)
             results = [] if error else await self._assert_all(unit.case.assertions, observed, context)
             unit.attempts[repeat] = attempt_json(repeat, observed, results, error, unit.case.threshold)
             for result in results:

@@ -36,6 +36,8 @@ TARGETS: tuple[Target, ...] = (
     Target("approvals", "gateway/approvals/service.py", ("tests/approvals/test_review_findings.py",)),
     Target("evals_baseline", "gateway/evals/baseline.py", ("tests/evals/test_baseline.py",)),
     Target("evals_datasets", "gateway/evals/datasets.py", ("tests/evals/test_datasets.py",)),
+    Target("evals_spec", "gateway/evals/spec.py", ("tests/evals/test_spec.py",)),
+    Target("evals_templating", "gateway/evals/templating.py", ("tests/evals/test_templating.py",)),
     # Another engineer is changing these four and their tests: they run last, after the others.
     Target("streamguard", "gateway/policy/streamguard.py", ("tests/test_hot_path.py",)),
     Target("secrets", "gateway/checks/secrets.py", ("tests/checks/test_secrets.py",)),

@@ -191,7 +191,11 @@ class _Importer:
                 if key not in ("description", "vars", "assert", "threshold"):
                     self.skip(f"{where}.{key}", "no equivalent in a suite case")
             base = slug(str(test.get("description") or "")) or f"test-{i + 1}"
-            variables = {**(shared_vars if isinstance(shared_vars, dict) else {}), **(test.get("vars") or {})}
+            own = test.get("vars") or {}
+            if not isinstance(own, dict):
+                self.skip(f"{where}.vars", "vars that are not a mapping of name: value are not converted")
+                own = {}
+            variables = {**(shared_vars if isinstance(shared_vars, dict) else {}), **own}
             for name, value in variables.items():
                 if isinstance(value, str) and value.startswith("file://"):
                     self.skip(f"{where}.vars.{name}", "a file:// variable is kept as its text, not the file's content")

@@ -51,13 +51,13 @@ class SuiteError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class ChatMessage(BaseModel):
     """A chat message as in a request; string parts are templates rendered with the case's variables."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, JsonValue]] | None = None
 
@@ -231,7 +231,6 @@ def load_suite(path: str | Path) -> Suite:
             if case.id in first:  # rows are unique among themselves: this one has an inline case's id
                 raise SuiteError(str(dataset), case.id, None, f"duplicate case id (first at {first[case.id].source})",
                                  row.line)  # fmt: skip
-            first[case.id] = case
             cases.append(case)
     return Suite(spec.name, spec.description, path, _digest(content, datasets), targets, cases, datasets)
 
@@ -271,10 +270,9 @@ def _parse_yaml(content: bytes, source: str) -> dict[str, Any]:
 
 def _targets(spec: SuiteFile, source: str) -> list[TargetRef]:
     written = spec.targets if spec.targets is not None else [spec.target or ""]
-    where = "targets" if spec.targets is not None else "target"
     targets: list[TargetRef] = []
     for i, text in enumerate(written):
-        field_path = f"targets[{i}]" if spec.targets is not None else where
+        field_path = f"targets[{i}]" if spec.targets is not None else "target"
         try:
             target = parse_target(text)
         except ValueError as exc:
@@ -299,7 +297,7 @@ def _resolve(source: str, spec: SuiteFile, body: CaseBody, at: str, case_id: str
             raise SuiteError(source, case_id, field_path + exc.path, exc.message, line) from None
 
     if body.messages is not None:
-        messages = [render(m.model_dump(mode="json", exclude_none=True), f"{at}.messages[{i}]")
+        messages = [render(m.model_dump(exclude_none=True), f"{at}.messages[{i}]")
                     for i, m in enumerate(body.messages)]  # fmt: skip
     elif body.input is not None:
         messages = [{"role": "user", "content": render(body.input, f"{at}.input")}]
@@ -343,15 +341,14 @@ def _validation_error(source: str, exc: ValidationError, data: object, case: str
     errors = exc.errors()
     error = errors[0]
     loc = list(error["loc"])
-    kind = data.get("type") if isinstance(data, dict) else None
-    if prefix and loc and isinstance(kind, str) and loc[0] in (kind, kind.removeprefix("not-")):
+    if prefix and loc and isinstance(data, dict) and loc[0] == data.get("type"):
         loc = loc[1:]  # a discriminated union puts the tag first
     path = prefix
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
     if case is None and len(loc) >= 2 and loc[0] == "cases" and isinstance(loc[1], int) and isinstance(data, dict):
         cases = data.get("cases")
-        if isinstance(cases, list) and loc[1] < len(cases) and isinstance(cases[loc[1]], dict):
+        if isinstance(cases, list) and isinstance(cases[loc[1]], dict):
             written = cases[loc[1]].get("id")
             case = written if isinstance(written, str) else None
     message = _message(error, data)
@@ -365,7 +362,7 @@ def _message(error: Any, data: object) -> str:
     if kind == "union_tag_invalid":
         tag = error.get("ctx", {}).get("tag")
         expected = re.findall(r"'([^']+)'", error.get("ctx", {}).get("expected_tags", ""))
-        close = difflib.get_close_matches(str(tag), expected, n=1)
+        close = difflib.get_close_matches(str(tag), expected)
         return f"unknown assertion type {tag!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
     if kind == "union_tag_not_found":
         return "an assertion needs a type"

@@ -167,18 +167,21 @@ def test_shared_provider_config_datasets_and_defaults(tmp_path: Path) -> None:
 
 def test_no_providers_or_prompts(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(
-        "prompts: [file://missing.txt, 3]\nproviders: [echo]\ntests: [{vars: {input: hi}}]\n"
+        "prompts: [file://missing.txt, 3]\nproviders: [echo]\ntests: [{vars: {input: hi}}, {vars: [file://v.csv]}]\n"
     )
     text, unsupported = import_promptfoo(tmp_path / "p.yaml")
     suite = yaml.safe_load(text)
     assert suite["targets"] == ["CHANGE-ME"] and suite["cases"] == [
-        {"id": "test-1", "input": "{{ input }}", "vars": {"input": "hi"}}]  # fmt: skip
+        {"id": "test-1", "input": "{{ input }}", "vars": {"input": "hi"}},
+        {"id": "test-2", "input": "{{ input }}"},
+    ]
     assert unsupported == [
         "providers[0]: provider echo has no equivalent: a target is a model or prompt of the gateway",
         "providers: no model provider to convert: set targets to your gateway's model names",
         "prompts[0]: prompt file://missing.txt is not a readable text or JSON chat file",
         "prompts[1]: unsupported prompt 3",
         "prompts: no prompt to convert: each case sends its vars' `input` (edit as needed)",
+        "tests[1].vars: vars that are not a mapping of name: value are not converted",
     ]
 
 

@@ -226,6 +226,13 @@ async def test_requests_follow_the_contract():
     }  # fmt: skip
     latest = Target("prompt:triage", kind="prompt", prompt_id="triage", label="latest")
     assert build_request(Case("c", None), latest)["model"] == "prompt:triage"
+    # request.model serves the prompt: the extension field's form, with the pin as a label or a version
+    served = Case("c", None, request={"model": "demo"}, vars={"name": "Ada"})
+    assert build_request(served, prompt) == {
+        "prompt": {"id": "triage", "label": "staging", "variables": {"name": "Ada"}}, "messages": [], "model": "demo",
+    }  # fmt: skip
+    pinned = Target("prompt:triage@3", kind="prompt", prompt_id="triage", version=3)
+    assert build_request(served, pinned)["prompt"] == {"id": "triage", "version": 3, "variables": {"name": "Ada"}}
 
 
 async def test_a_replay_needs_no_upstream_and_the_gateway_still_governs(

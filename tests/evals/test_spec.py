@@ -11,7 +11,16 @@ import jsonschema
 import orjson
 import pytest
 
-from gateway.evals.spec import SCHEMA_PATH, SuiteError, TargetRef, load_suite, parse_target, suite_schema, suite_sha256
+from gateway.evals.spec import (
+    SCHEMA_PATH,
+    SuiteError,
+    TargetRef,
+    load_suite,
+    parse_target,
+    render_schema,
+    suite_schema,
+    suite_sha256,
+)
 from tests.evals.standin import assertion_union  # noqa: F401  (autouse: the assertion union these tests validate with)
 
 SUITE = """\
@@ -135,10 +144,20 @@ def test_csv_and_yaml_datasets(tmp_path: Path) -> None:
 
 def test_targets() -> None:
     assert parse_target("openai/gpt-4o:2024") == TargetRef("openai/gpt-4o:2024", "model", model="openai/gpt-4o:2024")
-    for bad, why in [("prompt:Bad", "not a prompt id"), ("prompt:p@x y", "invalid target"), ("", "invalid target"),
-                     ("ml:churn@prod", "not supported"), ("prompt:p@0", "neither a version")]:  # fmt: skip
-        with pytest.raises(ValueError, match=why):
+    assert parse_target("prompt:p@1") == TargetRef("prompt:p@1", "prompt", prompt_id="p", version=1)
+    for bad, message in [
+        ("prompt:Bad", "target 'prompt:Bad': prompt id 'Bad' is not a prompt id"),
+        ("prompt:p@x y", "invalid target 'prompt:p@x y': a model name or prompt:ID@label"),
+        ("", "invalid target '': a model name or prompt:ID@label"),
+        (" m", "invalid target ' m': a model name or prompt:ID@label"),
+        ("ml:churn@prod", "target 'ml:churn@prod': ml: targets are not supported yet"),
+        ("prompt:p@0", "target 'prompt:p@0': versions start at 1, and '0' is neither a version nor a label"),
+        ("prompt:p@Prod", "target 'prompt:p@Prod': 'Prod' is neither a version (1, 2, ...) nor a label"),
+        ("prompt:p@", "target 'prompt:p@': '' is neither a version (1, 2, ...) nor a label"),
+    ]:
+        with pytest.raises(ValueError) as caught:
             parse_target(bad)
+        assert str(caught.value) == message
 
 
 CASE = "name: s\ntargets: [m]\ncases:\n  - id: a\n    input: hi\n"
@@ -164,49 +183,78 @@ INVALID = [
     ((TWO + "    assert: [{type: contain, value: x}]\n", {}),
      "suite.yaml: case b: cases[1].assert[0]: unknown assertion type 'contain' (did you mean 'contains'?)"),
     ((TWO + "    assert: [{type: similar, value: x, threshold: 3}]\n", {}),
-     "suite.yaml: case b: cases[1].assert[0].threshold: "),
-    ((TWO + "    assert: [{value: x}]\n", {}), "case b: cases[1].assert[0]: "),
-    ((TWO + "    threshold: 1.5\n", {}), "suite.yaml: case b: cases[1].threshold: Input should be less than or equal"),
-    ((TWO + "    repeat: 0\n", {}), "suite.yaml: case b: cases[1].repeat: "),
-    (edit("cases:", "defaults: {assert: [{type: contains}]}\ncases:"), "case a: defaults.assert[0].value: "),
+     "suite.yaml: case b: cases[1].assert[0].threshold: …"),
+    ((TWO + "    assert: [{value: x}]\n", {}), "suite.yaml: case b: cases[1].assert[0]: an assertion needs a type"),
+    ((TWO + "    threshold: 1.5\n", {}),
+     "suite.yaml: case b: cases[1].threshold: Input should be less than or equal to 1"),
+    ((TWO + "    repeat: 0\n", {}), "suite.yaml: case b: cases[1].repeat: Input should be greater than or equal to 1"),
+    (edit("cases:", "defaults: {assert: [{type: contains}]}\ncases:"),
+     "suite.yaml: case a: defaults.assert[0].value: …"),
     ((TWO.replace("id: b", "id: a"), {}), "suite.yaml: case a: cases[1].id: duplicate case id (first at cases[0])"),
-    ((CASE + "    messages: [{role: user, content: x}]\n", {}), "case a: cases[0]: give input or messages, not both"),
-    (("name: s\ntargets: [m]\ncases: [{id: a}]\n", {}), "case a: cases[0]: needs input or messages: target 'm' is a"),
-    ((CASE + "    request: {model: x}\n", {}), "case a: cases[0].request.model: request.model names the model"),
-    ((CASE + "    request: {prompt: x}\n", {}), "case a: cases[0]: request may not set prompt"),
-    (case("input", "'hi {{ who }}'"), "case a: cases[0].input: variable 'who' is undefined (the case has: none)"),
-    (case("input", "'hi {{ who }'"), "case a: cases[0].input: invalid template"),
-    (case("input", "\"{{ 'x' * 2000000 }}\""), "case a: cases[0].input: went past a render limit"),
+    ((CASE + "    messages: [{role: user, content: x}]\n", {}),
+     "suite.yaml: case a: cases[0]: give input or messages, not both"),
+    (("name: s\ntargets: [m]\ncases: [{id: a}]\n", {}),
+     "suite.yaml: case a: cases[0]: needs input or messages: target 'm' is a model"),
+    ((CASE + "    request: {model: x, messages: []}\n", {}),
+     "suite.yaml: case a: cases[0]: request may not set messages (the target and the case's input set it)"),
+    (edit("cases:", "defaults: {request: {prompt: x, model: y}}\ncases:"),
+     "suite.yaml: defaults.request may not set prompt (the target and the cases set it)"),
+    (edit("cases:", "defaults: {request: {model: y}}\ncases:"),
+     "suite.yaml: case a: defaults.request.model: request.model names the model that serves a prompt target; "
+     "target 'm' is a model (list the models as targets)"),
+    ((CASE + "    description: '{{ x }}'\n", {}),
+     "suite.yaml: case a: cases[0].description: variable 'x' is undefined (the case has: none)"),
+    (case("repeat: 0\n    threshold: 2\n    input", "x"),
+     "suite.yaml: case a: cases[0].repeat: Input should be greater than or equal to 1 (and 1 more error)"),
+    (case("repeat: 0\n    threshold: 2\n    pass_rate: 2\n    input", "x"),
+     "suite.yaml: case a: cases[0].repeat: Input should be greater than or equal to 1 (and 2 more errors)"),
+    (("name: s\ntargets: [m]\ncases: 3\n", {}), "suite.yaml: cases: Input should be a valid list"),
+    (("name: s\ntargets: [m]\ncases: [3]\n", {}),
+     "suite.yaml: cases[0]: Input should be a valid dictionary or instance of InlineCase"),
+    ((CASE + "    request: {model: x}\n", {}),
+     "suite.yaml: case a: cases[0].request.model: request.model names the model that serves a prompt target; "
+     "target 'm' is a model (list the models as targets)"),
+    (case("input", "'hi {{ who }}'"),
+     "suite.yaml: case a: cases[0].input: variable 'who' is undefined (the case has: none)"),
+    (case("input", "'hi {{ who }'"), "suite.yaml: case a: cases[0].input: invalid template: unexpected '}'"),
+    (case("input", "\"{{ 'x' * 2000000 }}\""),
+     "suite.yaml: case a: cases[0].input: went past a render limit: repeating 1 items 2000000 times would "
+     "build 2000000 items, over the limit of 1000000"),
     (case("messages", "[{role: user, content: [{type: text, text: '{{ x }}'}]}]"),
-     "case a: cases[0].messages[0].content[0].text: variable 'x' is undefined"),
+     "suite.yaml: case a: cases[0].messages[0].content[0].text: variable 'x' is undefined (the case has: none)"),
     ((CASE + "    assert: [{type: icontains, value: '{{ x.y }}'}]\n", {}),
-     "case a: cases[0].assert[0].value: variable 'x' is undefined"),
-    (edit("targets: [m]", "targets: [m, 'prompt:Nope']"), "suite.yaml: targets[1]: target 'prompt:Nope'"),
+     "suite.yaml: case a: cases[0].assert[0].value: variable 'x' is undefined (the case has: none)"),
+    (edit("targets: [m]", "targets: [m, 'prompt:Nope']"),
+     "suite.yaml: targets[1]: target 'prompt:Nope': prompt id 'Nope' is not a prompt id"),
     (edit("targets: [m]", "targets: [m, m]"), "suite.yaml: targets[1]: target 'm' is listed twice"),
-    (edit("targets: [m]", "target: ml:x"), "suite.yaml: target: target 'ml:x': ml: targets are not supported"),
-    (edit("targets: [m]", "target: m\ntargets: [m]"), "suite.yaml: give target (one) or targets (a list)"),
+    (edit("targets: [m]", "target: ml:x"), "suite.yaml: target: target 'ml:x': ml: targets are not supported yet"),
+    (edit("targets: [m]", "target: m\ntargets: [m]"), "suite.yaml: give target (one) or targets (a list), not both"),
     (edit("targets: [m]\n", ""), "suite.yaml: targets is missing"),
-    (edit("name: s", "name: Bad Name"), "suite.yaml: name: 'Bad Name' does not match ^[a-z0-9]"),
-    (("name: s\ntargets: [m]\n", {}), "suite.yaml: a suite needs cases"),
-    (("name: s\ntargets: [m]\ncases: [{id: a, input: x}\n", {}), "suite.yaml:4: invalid YAML"),
-    (("- just a list\n", {}), "suite.yaml: expected a suite"),
-    ((CASE + "dataset: d.jsonl\n", {}), "suite.yaml: dataset and template go together"),
-    (data("d.jsonl", None), "/d.jsonl: dataset: no such dataset file"),
-    (data("d.txt", "x"), "/d.txt: dataset: unsupported dataset format '.txt'"),
-    (data("d.jsonl", "\n\n"), "/d.jsonl: dataset: the dataset has no rows"),
-    (data("d.jsonl", '{"a": 1}\n\n[1]\n'), "/d.jsonl:3: a row must be a mapping of field: value, got list"),
-    (data("d.jsonl", '{"a": 1}\n{"a": \n'), "/d.jsonl:2: invalid JSON"),
-    (data("d.jsonl", '{"a": 1}\n{"a": 1}\n'), "/d.jsonl:2: duplicate case id 'd-"),
-    (data("d.jsonl", '{"id": "a"}\n'), "/d.jsonl:1: case a: duplicate case id (first at cases[0])"),
-    (data("d.jsonl", '{"id": true}\n'), "/d.jsonl:1: the id field must be"),
-    (data("d.jsonl", '{"id": "has space"}\n'), "/d.jsonl:1: id: invalid case id 'has space'"),
-    (data("d.yaml", "a: 1\n"), "/d.yaml:1: expected a list of rows"),
-    (data("d.yaml", "- {a: 1}\n- 3\n"), "/d.yaml:2: a row must be a mapping"),
-    (data("d.csv", "a,b\n1,2\n3\n"), "/d.csv:3: 1 cells but the header has 2"),
-    (data("d.csv", "a,a\n1,2\n"), "/d.csv:1: the header row names column 'a' twice"),
+    (edit("name: s", "name: Bad Name"), "suite.yaml: name: 'Bad Name' does not match ^[a-z0-9][a-z0-9._-]{0,63}$"),
+    (("name: s\ntargets: [m]\n", {}), "suite.yaml: a suite needs cases (inline, or a dataset with a template)"),
+    (("name: s\ntargets: [m]\ncases: [{id: a, input: x}\n", {}),
+     "suite.yaml:4: invalid YAML (did not find expected ',' or ']')"),
+    (("- just a list\n", {}), "suite.yaml: expected a suite (a mapping with name, targets and cases)"),
+    ((CASE + "dataset: d.jsonl\n", {}),
+     "suite.yaml: dataset and template go together (each row of the dataset instantiates the template)"),
+    (data("d.jsonl", None), "d.jsonl: dataset: no such dataset file"),
+    (data("d.txt", "x"), "d.txt: dataset: unsupported dataset format '.txt': use .jsonl, .csv or .yaml"),
+    (data("d.jsonl", "\n\n"), "d.jsonl: dataset: the dataset has no rows"),
+    (data("d.jsonl", '{"a": 1}\n\n[1]\n'), "d.jsonl:3: a row must be a mapping of field: value, got list"),
+    (data("d.jsonl", '{"a": 1}\n{"a": \n'), "d.jsonl:2: invalid JSON (Expecting value: line 1 column 7 (char 6))"),
+    (data("d.jsonl", '{"a": 1}\n{"a": 1}\n'),
+     "d.jsonl:2: duplicate case id 'd-015abd7f', first at line 1 (the rows are identical: give them an id field)"),
+    (data("d.jsonl", '{"id": "a"}\n'), "d.jsonl:1: case a: duplicate case id (first at cases[0])"),
+    (data("d.jsonl", '{"id": true}\n'), "d.jsonl:1: the id field must be a non-empty string or a number, got bool"),
+    (data("d.jsonl",
+     '{"id": "has space"}\n'), "d.jsonl:1: id: invalid case id 'has space': letters, digits and . _ : @ / + -"),
+    (data("d.yaml", "a: 1\n"), "d.yaml:1: expected a list of rows (mappings), got dict"),
+    (data("d.yaml", "- {a: 1}\n- 3\n"), "d.yaml:2: a row must be a mapping of field: value, got int"),
+    (data("d.csv", "a,b\n1,2\n3\n"), "d.csv:3: 1 cells but the header has 2 columns"),
+    (data("d.csv", "a,a\n1,2\n"), "d.csv:1: the header row names column 'a' twice"),
     (data("d.jsonl", '{"id": "r1", "text": "t", "word": "w"}\n{"id": "r2", "text": "t"}\n',
           "{input: '{{ text }}', assert: [{type: contains, value: '{{ word }}'}]}"),
-     "/d.jsonl:2: case r2: template.assert[0].value: variable 'word' is undefined (the case has: text)"),
+     "d.jsonl:2: case r2: template.assert[0].value: variable 'word' is undefined (the case has: text)"),
 ]  # fmt: skip
 
 
@@ -217,7 +265,8 @@ def test_an_invalid_suite_names_its_file_case_and_field(
     path = write(tmp_path, *written)
     with pytest.raises(SuiteError) as caught:
         load_suite(path)
-    assert expected in str(caught.value) and str(caught.value).startswith(str(tmp_path)), str(caught.value)
+    message = str(caught.value).replace(f"{tmp_path}/", "")
+    assert message.startswith(expected[:-1]) if expected.endswith("…") else message == expected
 
 
 def test_a_suite_error_has_its_parts() -> None:
@@ -228,14 +277,44 @@ def test_a_suite_error_has_its_parts() -> None:
     assert str(SuiteError("d.csv", None, None, "bad", 3)) == "d.csv:3: bad"
 
 
-def test_a_missing_suite_file(tmp_path: Path) -> None:
-    with pytest.raises(SuiteError, match="nope.yaml: no such suite file"):
+def test_a_suite_file_that_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError) as caught:
         load_suite(tmp_path / "nope.yaml")
+    assert str(caught.value) == f"{tmp_path}/nope.yaml: no such suite file"
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(SuiteError) as caught:
+        load_suite(tmp_path / "dir.yaml")
+    assert (
+        str(caught.value)
+        == f"{tmp_path}/dir.yaml: cannot read the suite: [Errno 21] Is a directory: '{tmp_path}/dir.yaml'"
+    )
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(SuiteError) as caught:
+        load_suite(str(tmp_path / "latin1.yaml"))
+    assert str(caught.value) == (f"{tmp_path}/latin1.yaml: not UTF-8 text ('utf-8' codec can't decode byte 0xe9 in "
+                                 "position 9: invalid continuation byte)")  # fmt: skip
+
+
+def test_a_path_may_be_a_string_and_messages_keep_what_they_carry(tmp_path: Path) -> None:
+    tools = "[{id: c1, type: function, function: {name: f, arguments: '{}'}}]"
+    messages = f"[{{role: user, content: hi}}, {{role: assistant, tool_calls: {tools}}}, " + (
+        "{role: tool, tool_call_id: c1, content: ok}]")  # fmt: skip
+    path = write(tmp_path, f"name: s\ntarget: m\ncases:\n  - id: a\n    messages: {messages}\n")
+    suite = load_suite(str(path))
+    assert suite.path == path and suite.sha256 == suite_sha256(str(path))
+    assert suite.cases[0].messages == [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+    ]  # an absent content stays absent
 
 
 def test_the_committed_schema_is_the_generated_one_and_checks_suites(suite_path: Path) -> None:
     schema = json.loads(SCHEMA_PATH.read_text())
-    assert schema == suite_schema(), "run: python -m gateway.evals.spec"
+    assert schema == suite_schema() and SCHEMA_PATH.read_text() == render_schema(), "run: python -m gateway.evals.spec"
     import yaml
 
     jsonschema.validate(yaml.safe_load(suite_path.read_text()), schema)

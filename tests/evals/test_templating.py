@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.evals.templating import MAX_CHARS, TemplateFailure, render_text, render_tree
+from gateway.evals.templating import TemplateFailure, render_text, render_tree
+
+MAX_CHARS = 1_000_000  # what one string of a suite may render to
 
 
 def test_strings_and_trees_render_with_the_variables() -> None:
@@ -18,6 +20,7 @@ def test_strings_and_trees_render_with_the_variables() -> None:
     ("value", "variables", "path", "message"),
     [
         ("{{ x }}", {"b": 1, "a": 2}, "", "variable 'x' is undefined (the case has: a, b)"),
+        ("{{ x }}", {}, "", "variable 'x' is undefined (the case has: none)"),
         ({"a": [1, {"b": "{{ y.z }}"}]}, {"y": {}}, ".a[1].b", "'dict object' has no attribute 'z' (the case has: y)"),
         ("{{ 1 / n }}", {"n": 0}, "", "failed to render: ZeroDivisionError: division by zero"),
         ("{% for %}", {}, "", "invalid template: Expected an expression, got 'end of statement block'"),

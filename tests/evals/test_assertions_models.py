@@ -1,4 +1,5 @@
-"""Assertions that ask a model: `similar` (embeddings, batched by evaluate_many; one test with the real local MiniLM)
+"""Assertions that ask a model: `similar` (embeddings, batched by evaluate_many; the real local MiniLM is
+tried in tests/providers/test_local.py)
 and `llm_judge` (a strict JSON verdict, retried on garbage, then an error and never a pass; its cost counted)."""
 
 from __future__ import annotations
@@ -240,32 +241,6 @@ def test_model_assertions_refuse_empty_fields_and_take_short_ones(spec: dict, fi
 def test_cosine_normalises_and_a_zero_vector_scores_zero() -> None:
     assert cosine([2.0, 0.0], [3.0, 3.0]) == pytest.approx(0.7071, abs=1e-4)
     assert cosine([0.0, 0.0], [1.0, 0.0]) == 0.0 == cosine([1.0, 0.0], [0.0, 0.0])
-
-
-async def test_similar_with_the_local_minilm_tells_a_paraphrase_from_another_topic() -> None:
-    """The real all-MiniLM-L6-v2 (the process's one copy, shared with the checks' tests)."""
-    from gateway.providers.local import get_encoder
-
-    encoder = get_encoder("all-MiniLM-L6-v2")
-
-    class Local(Context):
-        async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
-            assert model == "local/all-MiniLM-L6-v2"
-            self.embedded.append((model, texts))
-            return (await encoder.aencode(texts)).tolist()  # type: ignore[no-any-return]
-
-    ctx = Local()
-    expected = "Your refund has been issued and will reach your card within five days."
-    outputs = [
-        "We have sent your money back; expect it on your card in about five days.",
-        "The weather in Lisbon is sunny today.",
-        expected,
-    ]
-    spec = parse_assertion({"type": "similar", "value": expected, "threshold": 0.6})
-    results = await evaluate_many([(spec, out(text), ctx) for text in outputs])
-    assert [r.passed for r in results] == [True, False, True], [r.reason for r in results]
-    assert results[2].score == pytest.approx(1.0, abs=1e-5) and results[1].score < 0.2
-    assert len(ctx.embedded) == 1
 
 
 # --- llm_judge -------------------------------------------------------------------------------------------------

@@ -148,3 +148,38 @@ def test_the_installed_weights_are_the_published_ones() -> None:
         local._checked[folder / local.WEIGHTS_FILE]
         == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     )
+
+
+async def test_similar_assertions_with_the_local_minilm_tell_a_paraphrase_from_another_topic() -> None:
+    """`similar` of the eval suites on the real all-MiniLM-L6-v2 (here, beside the other tests that load it, so one
+    test worker pays for torch)."""
+    from gateway.evals.assertions import evaluate_many, parse_assertion
+    from gateway.evals.observed import Observed
+    from gateway.providers.local import get_encoder
+
+    encoder = get_encoder("all-MiniLM-L6-v2")
+    embedded: list[list[str]] = []
+
+    class Local:
+        vars: dict[str, object] = {}
+
+        async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+            assert model == "local/all-MiniLM-L6-v2"
+            embedded.append(texts)
+            return (await encoder.aencode(texts)).tolist()  # type: ignore[no-any-return]
+
+        async def complete(self, model: str, messages: list[dict[str, object]]) -> tuple[str, float]:
+            raise AssertionError("no judge here")
+
+    expected = "Your refund has been issued and will reach your card within five days."
+    outputs = [
+        "We have sent your money back; expect it on your card in about five days.",
+        "The weather in Lisbon is sunny today.",
+        expected,
+    ]
+    spec = parse_assertion({"type": "similar", "value": expected, "threshold": 0.6})
+    ctx = Local()
+    results = await evaluate_many([(spec, Observed(request_id="r", status=200, text=t), ctx) for t in outputs])
+    assert [r.passed for r in results] == [True, False, True], [r.reason for r in results]
+    assert results[2].score == pytest.approx(1.0, abs=1e-5) and results[1].score < 0.2
+    assert len(embedded) == 1  # one batch: three outputs and the expected value, each once

@@ -6,8 +6,10 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from gateway.evals.baseline import compare
-from gateway.evals.reports import MAX_ROWS, to_junit, to_markdown, write_reports
+from gateway.evals.reports import to_junit, to_markdown, write_reports
 from tests.evals.results import assertion, item, result, sample
 
 
@@ -106,5 +108,81 @@ def test_markdown_stays_bounded() -> None:
         *(item(f"c{i}", "gpt-4o-mini", "failed", assertion("contains", False, "x" * 5000)) for i in range(500))
     )
     text = to_markdown(run)
-    assert f"| | … and {500 - MAX_ROWS} more | | | | |" in text and "- … and 450 more (see the JUnit" in text
+    assert "| | … and 300 more | | | | |" in text and "- … and 450 more (see the JUnit" in text
     assert len(text) < 200_000
+
+
+def test_the_json_file_is_indented_utf8_and_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
+    run = result(item("café", "gpt-4o-mini", "passed", output="naïve"))
+    write_reports(run, json_path=tmp_path / "r.json", junit_path=tmp_path / "r.xml")
+    text = (tmp_path / "r.json").read_text(encoding="utf-8")
+    assert text == json.dumps(run, indent=2, ensure_ascii=False) + "\n" and '"naïve"' in text
+    assert (tmp_path / "r.xml").read_text() == to_junit(run)
+    write_reports(run, markdown_path=tmp_path / "new" / "dir" / "s.md", append_markdown=True)
+    assert (tmp_path / "new" / "dir" / "s.md").read_text() == to_markdown(run)
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("")
+    with pytest.raises(OSError):
+        write_reports(run, json_path=tmp_path / "taken")  # a folder is in the way
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "r.json", "r.xml", "taken"]
+
+
+def test_junit_details_and_bounds() -> None:
+    m = "gpt-4o-mini"
+    flaky = item("flaky", m, "failed", assertion("contains", False, "no 'x'"), repeats=2, output="first")
+    flaky["attempts"][1]["output"] = "second"
+    broken = item("broken", m, "error", assertion("contains", True, "has 'x'"),
+                  assertion("llm_judge", False, "", error="garbage verdict"), latency=1500.0)  # fmt: skip
+    broken["attempts"][0]["error"] = "upstream timed out"
+    long = item("long", "other-target", "failed", assertion("regex", False, "r" * 2000))
+    run = result(flaky, broken, long)
+    text = to_junit(run)
+    assert "\n  <testsuite " in text and "\n    <testcase " in text  # indented for people reading it
+    root = ET.fromstring(text)
+    assert root.get("time") == "1.536" and [s.get("name") for s in root.findall("testsuite")] == [
+        "shipped-policies [gpt-4o-mini]", "shipped-policies [prompt:triage@staging]",
+        "shipped-policies [other-target]"]  # fmt: skip
+    assert root.find("testsuite").get("timestamp") == "2026-12-07T23:00:00Z"
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert cases["flaky"].find("system-out").text == "second"
+    assert cases["flaky"].find("failure").text == (
+        "attempt 0: FAIL (score 0.000)\n  [FAILED] contains (score 0.000, weight 1): no 'x'\n"
+        "attempt 1: FAIL (score 0.000)\n  [FAILED] contains (score 0.000, weight 1): no 'x'"
+    )
+    error = cases["broken"].find("error")
+    assert (error.get("type"), error.get("message"), cases["broken"].get("time")) == (
+        "EvalError",
+        "attempt 0: upstream timed out; llm_judge: garbage verdict",
+        "1.500",
+    )
+    assert error.text == (
+        "attempt 0: FAIL (score 0.000)\n  error: upstream timed out\n"
+        "  [ok] contains (score 1.000, weight 1): has 'x'\n  [error] llm_judge (score 0.000, weight 1): garbage verdict"
+    )
+    message = cases["long"].find("failure").get("message")
+    assert len(message) == 1000 and message.endswith("r…") and message.startswith("regex: rrr")
+    assert cases["long"].get("classname") == "shipped-policies.other-target"
+
+
+def test_markdown_orders_escapes_and_cuts() -> None:
+    m = "gpt-4o-mini"
+    run = result(
+        item("p", m, "passed", latency=10.0), item("s", m, "skipped"),
+        item("f", m, "failed", assertion("contains", False, "x" * 300), assertion("regex", False, "y" * 301)),
+        item("e\\<|", m, "error", assertion("contains", False, "", error="boom")),
+    )  # fmt: skip
+    run["results"][1]["reason"] = "cost cap reached"
+    text = to_markdown(run)
+    rows = text.split("### `gpt-4o-mini`: 1 of 4 passed", 1)[1].split("###", 1)[0].strip().splitlines()[2:]
+    assert rows[0] == "| 💥 | e\\\\&lt;\\| | 0.00 | 0.00 | 12 | contains: boom |"
+    assert rows[2] == "| ⏭️ | s | 0.00 | 0.00 | 0 | cost cap reached |"
+    assert rows[3] == "| ✅ | p | 1.00 | 1.00 | 10 |  |"
+    assert rows[1].startswith("| ❌ | f | 0.00 | 0.00 | 12 | contains: " + "x" * 109 + "…")
+    assert f"  - ❌ `contains`: {'x' * 300}\n  - ❌ `regex`: {'y' * 299}…\n" in text
+    assert "- **e\\\\&lt;\\|** on `gpt-4o-mini`: error\n  - 💥 contains: boom\n" in text
+    many = result(*(item(f"c{i}", m, "failed", assertion("contains", False, "no")) for i in range(201)))
+    text = to_markdown(many)
+    assert "| ❌ | c199 |" in text and "| ❌ | c200 |" not in text and "| | … and 1 more | | | | |" in text
+    assert "- **c49** on" in text and "- **c50** on" not in text and "- … and 151 more (see the JUnit" in text
+    fifty = to_markdown(result(*(item(f"c{i}", m, "failed", assertion("contains", False, "no")) for i in range(50))))
+    assert "- **c49** on" in fifty and "more (see the JUnit" not in fifty

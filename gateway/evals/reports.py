@@ -72,8 +72,7 @@ def _write(path: str | Path, text: str) -> Path:
     return path
 
 
-def _cut(text: object, limit: int = MAX_REASON) -> str:
-    text = str(text)
+def _cut(text: str, limit: int = MAX_REASON) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -91,13 +91,19 @@ def _failed_assertions(item: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _attempt_errors(item: dict[str, Any]) -> list[str]:
-    """What errored: a call (an attempt's `error`, when the runner gives one) or an assertion, each once."""
+    """What errored: a call (an attempt's `error`) or an assertion, each once."""
     errors = []
     for attempt in item["attempts"]:
-        if attempt.get("error"):
+        if _call_error(attempt):
             errors.append(f"attempt {attempt['repeat']}: {attempt['error']}")
         errors += [f"{a['type']}: {a['error']}" for a in attempt["assertions"] if a["error"]]
     return list(dict.fromkeys(errors))
+
+
+def _call_error(attempt: dict[str, Any]) -> str | None:
+    """The attempt's own error when it is not one of its assertions' (the runner repeats the first of those)."""
+    error = attempt.get("error")
+    return error if error and error not in {a["error"] for a in attempt["assertions"]} else None
 
 
 def summary(item: dict[str, Any]) -> str:
@@ -116,7 +122,7 @@ def _details(item: dict[str, Any]) -> str:
     for attempt in item["attempts"]:
         verdict = "pass" if attempt["passed"] else "FAIL"
         lines.append(f"attempt {attempt['repeat']}: {verdict} (score {attempt['score']:.3f})")
-        if attempt.get("error"):
+        if _call_error(attempt):
             lines.append(f"  error: {attempt['error']}")
         for a in attempt["assertions"]:
             mark = "error" if a["error"] else ("ok" if a["passed"] else "FAILED")
@@ -188,7 +194,7 @@ def to_junit(result: dict[str, Any]) -> str:
 
 
 def _seconds(items: list[dict[str, Any]]) -> str:
-    total = sum(a["latency_ms"] for item in items for a in item["attempts"])
+    total = sum(a["latency_ms"] or 0 for item in items for a in item["attempts"])
     return f"{total / 1000:.3f}"
 
 
@@ -229,7 +235,7 @@ def to_markdown(result: dict[str, Any], comparison: dict[str, Any] | None = None
         ]
         for item in items[:MAX_ROWS]:
             attempts = item["attempts"]
-            latency = sum(a["latency_ms"] for a in attempts) / len(attempts) if attempts else 0.0
+            latency = sum(a["latency_ms"] or 0 for a in attempts) / len(attempts) if attempts else 0.0
             why = "" if item["status"] == "passed" else _md(_cut(summary(item), 120))
             lines.append(
                 f"| {ICONS[item['status']]} | {_md(item['case_id'])} | {item['pass_rate']:.2f} "

@@ -142,8 +142,11 @@ def test_junit_details_and_bounds() -> None:
     broken = item("broken", m, "error", assertion("contains", True, "has 'x'"),
                   assertion("llm_judge", False, "", error="garbage verdict"), latency=1500.0)  # fmt: skip
     broken["attempts"][0]["error"] = "upstream timed out"
+    unreachable = item("unreachable", m, "error", assertion("contains", False, "", error="no answer"))
+    unreachable["attempts"][0]["latency_ms"] = None  # the call never happened: no latency
+    unreachable["attempts"][0]["error"] = "no answer"  # the runner repeats an assertion's error on its attempt
     long = item("long", "other-target", "failed", assertion("regex", False, "r" * 2000))
-    run = result(flaky, broken, long)
+    run = result(flaky, broken, long, unreachable)
     text = to_junit(run)
     assert "\n  <testsuite " in text and "\n    <testcase " in text  # indented for people reading it
     root = ET.fromstring(text)
@@ -175,6 +178,9 @@ def test_junit_details_and_bounds() -> None:
     message = cases["long"].find("failure").get("message")
     assert len(message) == 1000 and message.endswith("r…") and message.startswith("regex: rrr")
     assert cases["long"].get("classname") == "shipped-policies.other-target"
+    assert cases["unreachable"].find("error").get("message") == "contains: no answer"
+    assert "  error:" not in cases["unreachable"].find("error").text
+    assert cases["unreachable"].get("time") == "0.000" and "| 💥 | unreachable | 0.00 | 0.00 | 0 |" in to_markdown(run)
 
 
 def test_markdown_orders_escapes_and_cuts() -> None:

@@ -57,11 +57,11 @@ def test_junit_has_one_testcase_per_case_and_target() -> None:
 
 
 def test_junit_of_repeats_says_the_pass_rate() -> None:
-    run = result(item("flaky", "gpt-4o-mini", "failed", assertion("contains", False, "no 'x'"), repeats=3))
-    run["results"][0].update(pass_rate=1 / 3, required_pass_rate=0.66)
+    run = result(item("flaky", "gpt-4o-mini", "failed", assertion("contains", False, "no 'x'"), repeats=2))
+    run["results"][0].update(pass_rate=0.5, required_pass_rate=0.66)
     failure = ET.fromstring(to_junit(run)).find("testsuite/testcase/failure")
-    assert failure is not None and failure.get("message") == "pass rate 0.33 < required 0.66; contains: no 'x'"
-    assert failure.text.count("attempt") == 3
+    assert failure is not None and failure.get("message") == "pass rate 0.50 < required 0.66; contains: no 'x'"
+    assert failure.text.count("attempt") == 2
 
 
 def test_markdown_summary(tmp_path: Path) -> None:
@@ -214,3 +214,5 @@ def test_markdown_orders_escapes_and_cuts() -> None:
     assert "- **c49** on" in text and "- **c50** on" not in text and "- … and 151 more (see the JUnit" in text
     fifty = to_markdown(result(*(item(f"c{i}", m, "failed", assertion("contains", False, "no")) for i in range(50))))
     assert "- **c49** on" in fifty and "more (see the JUnit" not in fifty
+    full = to_markdown(result(*(item(f"c{i}", m, "passed") for i in range(200))))
+    assert "| ✅ | c199 |" in full and "… and" not in full

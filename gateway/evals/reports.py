@@ -22,7 +22,7 @@ MAX_ROWS = 200  # cases a Markdown table lists (failures first); the rest are co
 MAX_FAILURES = 50  # failures the Markdown details
 MAX_REASON = 300
 ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️", "incomplete": "⚠️"}
-ORDER = {"error": 0, "failed": 1, "skipped": 2, "passed": 3}
+ORDER = ("error", "failed", "skipped", "passed")  # in a target's table
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -72,8 +72,7 @@ def _write(path: str | Path, text: str) -> Path:
     return path
 
 
-def _cut(text: object, limit: int = MAX_REASON) -> str:
-    text = str(text)
+def _cut(text: str, limit: int = MAX_REASON) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -82,22 +81,29 @@ def _xml(text: object) -> str:
 
 
 def _failed_assertions(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """The assertions that failed in the item's attempts, each once by (type, reason)."""
+    """The assertions that failed (not errored) in the item's attempts, each once by (type, reason)."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for attempt in item.get("attempts") or []:
-        for assertion in attempt.get("assertions") or []:
-            if not assertion.get("passed") or assertion.get("error"):
-                seen.setdefault((assertion.get("type", "?"), str(assertion.get("reason"))), assertion)
+    for attempt in item["attempts"]:
+        for assertion in attempt["assertions"]:
+            if not assertion["passed"] and not assertion["error"]:
+                seen.setdefault((assertion["type"], assertion["reason"]), assertion)
     return list(seen.values())
 
 
 def _attempt_errors(item: dict[str, Any]) -> list[str]:
+    """What errored: a call (an attempt's `error`) or an assertion, each once."""
     errors = []
-    for attempt in item.get("attempts") or []:
-        if attempt.get("error"):
-            errors.append(f"attempt {attempt.get('repeat', 0)}: {attempt['error']}")
-        errors += [f"{a.get('type')}: {a['error']}" for a in attempt.get("assertions") or [] if a.get("error")]
+    for attempt in item["attempts"]:
+        if _call_error(attempt):
+            errors.append(f"attempt {attempt['repeat']}: {attempt['error']}")
+        errors += [f"{a['type']}: {a['error']}" for a in attempt["assertions"] if a["error"]]
     return list(dict.fromkeys(errors))
+
+
+def _call_error(attempt: dict[str, Any]) -> str | None:
+    """The attempt's own error when it is not one of its assertions' (the runner repeats the first of those)."""
+    error = attempt.get("error")
+    return error if error and error not in {a["error"] for a in attempt["assertions"]} else None
 
 
 def summary(item: dict[str, Any]) -> str:
@@ -105,39 +111,37 @@ def summary(item: dict[str, Any]) -> str:
     if item["status"] == "skipped":
         return str(item.get("reason") or "not run")
     parts = _attempt_errors(item) if item["status"] == "error" else []
-    parts += [f"{a.get('type')}: {a.get('reason')}" for a in _failed_assertions(item) if not a.get("error")]
-    repeats = item.get("repeats", 1)
-    if repeats > 1:
-        parts.insert(0, f"pass rate {item.get('pass_rate', 0):.2f} < required {item.get('required_pass_rate', 1):.2f}")
+    parts += [f"{a['type']}: {a['reason']}" for a in _failed_assertions(item)]
+    if item["repeats"] > 1:
+        parts.insert(0, f"pass rate {item['pass_rate']:.2f} < required {item['required_pass_rate']:.2f}")
     return "; ".join(parts) or item["status"]
 
 
 def _details(item: dict[str, Any]) -> str:
     lines = []
-    for attempt in item.get("attempts") or []:
-        verdict = "pass" if attempt.get("passed") else "FAIL"
-        lines.append(f"attempt {attempt.get('repeat', 0)}: {verdict} (score {attempt.get('score', 0):.3f})")
-        if attempt.get("error"):
+    for attempt in item["attempts"]:
+        verdict = "pass" if attempt["passed"] else "FAIL"
+        lines.append(f"attempt {attempt['repeat']}: {verdict} (score {attempt['score']:.3f})")
+        if _call_error(attempt):
             lines.append(f"  error: {attempt['error']}")
-        for a in attempt.get("assertions") or []:
-            mark = "error" if a.get("error") else ("ok" if a.get("passed") else "FAILED")
-            reason = a.get("error") or a.get("reason")
+        for a in attempt["assertions"]:
+            mark = "error" if a["error"] else ("ok" if a["passed"] else "FAILED")
             lines.append(
-                f"  [{mark}] {a.get('type')} (score {a.get('score', 0):.3f}, weight {a.get('weight', 1)}): {reason}"
+                f"  [{mark}] {a['type']} (score {a['score']:.3f}, weight {a['weight']:g}): {a['error'] or a['reason']}"
             )
     return "\n".join(lines)
 
 
 def to_junit(result: dict[str, Any]) -> str:
     suite = result["suite"]["name"]
-    counts = result.get("counts") or {}
+    counts = result["counts"]
     root = ET.Element(
         "testsuites",
         name=suite,
-        tests=str(counts.get("total", len(result["results"]))),
-        failures=str(counts.get("failed", 0)),
-        errors=str(counts.get("errors", 0)),
-        skipped=str(counts.get("skipped", 0)),
+        tests=str(counts["total"]),
+        failures=str(counts["failed"]),
+        errors=str(counts["errors"]),
+        skipped=str(counts["skipped"]),
         time=_seconds(result["results"]),
     )
     for target in _target_ids(result):
@@ -151,14 +155,14 @@ def to_junit(result: dict[str, Any]) -> str:
             errors=str(sum(r["status"] == "error" for r in items)),
             skipped=str(sum(r["status"] == "skipped" for r in items)),
             time=_seconds(items),
-            timestamp=str(result.get("started_at") or ""),
+            timestamp=result["started_at"],
         )
         properties = ET.SubElement(element, "properties")
         for name, value in (
-            ("run_id", result.get("run_id")),
+            ("run_id", result["run_id"]),
             ("target", target),
-            ("suite_sha256", result["suite"].get("sha256")),
-            ("git_commit", result.get("git_commit")),
+            ("suite_sha256", result["suite"]["sha256"]),
+            ("git_commit", result["git_commit"]),
         ):
             if value:
                 ET.SubElement(properties, "property", name=name, value=_xml(value))
@@ -182,7 +186,7 @@ def to_junit(result: dict[str, Any]) -> str:
                 node.text = _xml(_details(item))
             elif status == "skipped":
                 ET.SubElement(case, "skipped", message=_xml(summary(item)))
-            outputs = [a.get("output") for a in item.get("attempts") or [] if a.get("output")]
+            outputs = [a["output"] for a in item["attempts"] if a["output"]]
             if outputs and status != "passed":
                 ET.SubElement(case, "system-out").text = _xml(outputs[-1])
     ET.indent(root)
@@ -190,12 +194,12 @@ def to_junit(result: dict[str, Any]) -> str:
 
 
 def _seconds(items: list[dict[str, Any]]) -> str:
-    total = sum(a.get("latency_ms") or 0 for item in items for a in item.get("attempts") or [])
+    total = sum(a["latency_ms"] or 0 for item in items for a in item["attempts"])
     return f"{total / 1000:.3f}"
 
 
 def _target_ids(result: dict[str, Any]) -> list[str]:
-    ids = [t["id"] for t in result.get("targets") or []]
+    ids = [t["id"] for t in result["targets"]]
     return ids + [t for t in dict.fromkeys(r["target"] for r in result["results"]) if t not in ids]
 
 
@@ -204,24 +208,23 @@ def _md(text: object) -> str:
 
 
 def to_markdown(result: dict[str, Any], comparison: dict[str, Any] | None = None) -> str:
-    suite, status, counts = result["suite"], result.get("status", "?"), result.get("counts") or {}
-    cost = result.get("cost_usd") or {}
-    lines = [f"## {ICONS.get(status, '')} Eval suite `{suite['name']}`: {status}", ""]
+    suite, status, counts, cost = result["suite"], result["status"], result["counts"], result["cost_usd"]
+    lines = [f"## {ICONS[status]} Eval suite `{suite['name']}`: {status}", ""]
     lines.append(
-        f"**{counts.get('passed', 0)} of {counts.get('total', 0)} passed**, {counts.get('failed', 0)} failed, "
-        f"{_plural(counts.get('errors', 0), 'error')}, {counts.get('skipped', 0)} skipped (pass rate "
-        f"{100 * (result.get('pass_rate') or 0):.1f} %) · cost ${cost.get('target', 0):.4f} + judge "
-        f"${cost.get('judge', 0):.4f} · run `{result.get('run_id', '?')}` · suite `{str(suite.get('sha256'))[:12]}`"
+        f"**{counts['passed']} of {counts['total']} passed**, {counts['failed']} failed, "
+        f"{_plural(counts['errors'], 'error')}, {counts['skipped']} skipped (pass rate "
+        f"{100 * result['pass_rate']:.1f} %) · cost ${cost['target']:.4f} + judge "
+        f"${cost['judge']:.4f} · run `{result['run_id']}` · suite `{suite['sha256'][:12]}`"
     )
-    if result.get("incomplete_reason"):
+    if result["incomplete_reason"]:
         lines += ["", f"> ⚠️ Incomplete: {_md(result['incomplete_reason'])}"]
-    if result.get("metrics"):
+    if result["metrics"]:
         lines += ["", "| metric | mean |", "|---|---:|"]
         lines += [f"| {_md(name)} | {mean:.4f} |" for name, mean in sorted(result["metrics"].items())]
     if comparison is not None:
         lines += _baseline_lines(comparison)
     for target in _target_ids(result):
-        items = sorted((r for r in result["results"] if r["target"] == target), key=lambda r: ORDER.get(r["status"], 9))
+        items = sorted((r for r in result["results"] if r["target"] == target), key=lambda r: ORDER.index(r["status"]))
         passed = sum(r["status"] == "passed" for r in items)
         lines += [
             "",
@@ -231,12 +234,12 @@ def to_markdown(result: dict[str, Any], comparison: dict[str, Any] | None = None
             "|---|---|---:|---:|---:|---|",
         ]
         for item in items[:MAX_ROWS]:
-            attempts = item.get("attempts") or []
-            latency = sum(a.get("latency_ms") or 0 for a in attempts) / max(len(attempts), 1)
+            attempts = item["attempts"]
+            latency = sum(a["latency_ms"] or 0 for a in attempts) / len(attempts) if attempts else 0.0
             why = "" if item["status"] == "passed" else _md(_cut(summary(item), 120))
             lines.append(
-                f"| {ICONS.get(item['status'], '')} | {_md(item['case_id'])} | {item.get('pass_rate', 0):.2f} "
-                f"| {item.get('score') or 0:.2f} | {latency:.0f} | {why} |"
+                f"| {ICONS[item['status']]} | {_md(item['case_id'])} | {item['pass_rate']:.2f} "
+                f"| {item['score']:.2f} | {latency:.0f} | {why} |"
             )
         if len(items) > MAX_ROWS:
             lines.append(f"| | … and {len(items) - MAX_ROWS} more | | | | |")
@@ -248,8 +251,7 @@ def to_markdown(result: dict[str, Any], comparison: dict[str, Any] | None = None
             for error in _attempt_errors(item):
                 lines.append(f"  - 💥 {_md(_cut(error))}")
             for a in _failed_assertions(item):
-                if not a.get("error"):
-                    lines.append(f"  - ❌ `{a.get('type')}`: {_md(_cut(a.get('reason')))}")
+                lines.append(f"  - ❌ `{a['type']}`: {_md(_cut(a['reason']))}")
         if len(failures) > MAX_FAILURES:
             lines.append(f"- … and {len(failures) - MAX_FAILURES} more (see the JUnit or JSON report)")
     return "\n".join(lines) + "\n"
@@ -260,17 +262,17 @@ def _plural(count: int, word: str) -> str:
 
 
 def _baseline_lines(comparison: dict[str, Any]) -> list[str]:
-    lines = ["", f"### Against the baseline `{comparison.get('baseline_run_id')}`", ""]
-    if comparison.get("suite_changed"):
+    lines = ["", f"### Against the baseline `{comparison['baseline_run_id']}`", ""]
+    if comparison["suite_changed"]:
         lines.append(
-            f"> The suite changed since the baseline (sha256 `{str(comparison.get('baseline_sha256'))[:12]}` "
-            f"→ `{str(comparison.get('sha256'))[:12]}`): cases may have been edited."
+            f"> The suite changed since the baseline (sha256 `{str(comparison['baseline_sha256'])[:12]}` "
+            f"→ `{str(comparison['sha256'])[:12]}`): cases may have been edited."
         )
         lines.append("")
-    regressions, improvements = comparison.get("regressions") or [], comparison.get("improvements") or []
+    regressions, improvements = comparison["regressions"], comparison["improvements"]
     lines.append(
         f"**{_plural(len(regressions), 'regression')}**, {len(improvements)} newly passing, "
-        f"{len(comparison.get('new_cases') or [])} new (tolerance {comparison.get('tolerance', 0):g})"
+        f"{len(comparison['new_cases'])} new (tolerance {comparison['tolerance']:g})"
     )
     lines += [f"- 🔻 {_md(change['message'])}" for change in regressions[:MAX_FAILURES]]
     lines += [f"- 🟢 {_md(change['message'])}" for change in improvements[:MAX_FAILURES]]

@@ -45,6 +45,7 @@ TARGETS: tuple[Target, ...] = (
     Target("eval_judge", "gateway/evals/assertions/judge.py", _MODELS),
     Target("evals_spec", "gateway/evals/spec.py", ("tests/evals/test_spec.py",)),
     Target("evals_templating", "gateway/evals/templating.py", ("tests/evals/test_templating.py",)),
+    Target("evals_reports", "gateway/evals/reports.py", ("tests/evals/test_reports.py",)),
     # Another engineer is changing these four and their tests: they run last, after the others.
     Target("streamguard", "gateway/policy/streamguard.py", ("tests/test_hot_path.py",)),
     Target("secrets", "gateway/checks/secrets.py", ("tests/checks/test_secrets.py",)),

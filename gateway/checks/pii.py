@@ -191,7 +191,7 @@ class PIICheck:
                 if is_ssn(m.group(1), m.group(3), m.group(4)) and (m.group(2) == "-" or self._ssn_context(text, m)):
                     found.append(Finding("pii", "us_ssn", m.start(), m.end(), detail="US social security number"))
         if not found and "phone" in self.kinds and digit_count >= 7:
-            candidate = run[1:] if run.startswith("(") and ")" not in run[1:5] else run
+            candidate = run[1:] if run.startswith("(") and ")" not in run else run  # "(0161) 496 0000" keeps it
             context = _PHONE_WORDS.search(text[max(0, start - 32) : start].lower()) is not None
             if self._is_phone(candidate, context):
                 found.append(Finding("pii", "phone", end - len(candidate), end, detail="phone number"))

@@ -137,7 +137,8 @@ class StreamGuard:
                 reason = (
                     guardrail.message or f"The output was blocked by guardrail {guardrail.id} ({guardrail.check_name})."
                 )
-                raise PolicyDenied(f"{reason} [rule {guardrail.id}]")
+                policy_set = ctx.policy_sha256[:12] if ctx.policy_sha256 else ""  # as a non-streamed block says
+                raise PolicyDenied(f"{reason} [rule {guardrail.id}; policy set {policy_set}]")
             if guardrail.action == "redact":
                 spans = redaction_spans(out, findings)
                 edits = compose_edits(edits, spans, out)

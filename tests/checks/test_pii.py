@@ -256,3 +256,120 @@ def test_pii_parameter_errors_say_what_is_expected() -> None:
 @pytest.mark.parametrize("text", ["ref X4111111111111111 ok", "host id10.0.0.5 up", "ref X+44 20 7946 0958"])
 def test_pii_numbers_glued_to_a_word_are_identifiers(pii: PIICheck, text: str) -> None:
     assert found(pii, text) == []
+
+
+# ------------------------------------------------------------------ what each finding says, and where spans end
+def test_pii_findings_name_the_check_and_the_kind_in_their_detail(pii: PIICheck) -> None:
+    details = [(f.check, f.kind, f.detail) for f in pii.scan(ALL_KINDS_TEXT)]
+    assert details == [
+        ("pii", "email", "email address"),
+        ("pii", "phone", "phone number"),
+        ("pii", "credit_card", "payment card number"),
+        ("pii", "iban", "IBAN (GB)"),
+        ("pii", "us_ssn", "US social security number"),
+        ("pii", "ipv4", "IPv4 address"),
+        ("pii", "ipv6", "IPv6 address"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("see .bob@acme.io", [("email", "bob@acme.io")]),  # a leading dot is not part of the address
+        ("write to jo@x.ai", [("email", "jo@x.ai")]),  # one-letter domain label
+        ("bob..smith@acme.io", []),  # two dots in a row
+        ("bob.@acme.io", []),  # a dot right before @
+        ("bob@acme.io and eve@acme.io", [("email", "bob@acme.io"), ("email", "eve@acme.io")]),
+        ("@team: mail bob@acme.io", [("email", "bob@acme.io")]),  # after an @ that starts no address
+        ("x" * 70 + "@acme.io", [("email", "x" * 64 + "@acme.io")]),  # local parts have at most 64 characters
+        ("Reach the team at ops@acme.io:", [("email", "ops@acme.io")]),  # a colon at the end is punctuation
+        ("mail ops@acme.io: they answer", [("email", "ops@acme.io")]),
+        ("clone git@github.com:XRPLF/rippled.git", []),  # an SSH remote, whatever its path starts with
+        ("open https://example.com/share?to=bob@acme.io", [("email", "bob@acme.io")]),  # in a URL, not its password
+        ("https://admin:hunter2@example.com/path", []),  # a URL's password, at the start of the text
+        ("see https://acme.io/help or contact:jane@acme.io", [("email", "jane@acme.io")]),  # another word had ://
+        ("see https://acme.io/help\ncontact:jane@acme.io", [("email", "jane@acme.io")]),
+    ],
+)
+def test_pii_email_span_rules(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("phone NL91 ABNA 0417 1643 00", [("iban", "NL91 ABNA 0417 1643 00")]),  # its digits are not also a phone
+        ("refGB82WEST12345698765432", []),  # glued to a word
+        ("ref ZZ12 3456 7890 1234 5678", []),  # no such country
+        ("pay GB82 WEST 1234 5698 7654 32 EUR 100", [("iban", "GB82 WEST 1234 5698 7654 32")]),  # its length, no more
+    ],
+)
+def test_pii_iban_span_rules(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("call (020 7946 0958 now", [("phone", "020 7946 0958")]),  # an unclosed parenthesis is left out
+        ("call (0161) 496 0000 now", [("phone", "(0161) 496 0000")]),  # a closed one is part of the number
+        ("call (06221) 123456 now", [("phone", "(06221) 123456")]),
+        ("call me...4155550123", [("phone", "4155550123")]),
+        ("phone: 4155550123. Thanks", [("phone", "4155550123")]),
+        ("token_4111111111111111 ok", []),  # glued to an identifier on either side
+        ("order A-4111111111111111 is an id", []),
+        ("order 4111111111111111x2 is a SKU", []),
+        ("ticket 4111111111111111-A", []),
+        ("-4111111111111111 was charged", [("credit_card", "4111111111111111")]),  # a dash at the text's start
+    ],
+)
+def test_pii_numeric_run_edges(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected
+
+
+@pytest.mark.parametrize(("gap", "reported"), [(28, True), (29, False)])
+def test_pii_phone_word_counts_within_32_characters(pii: PIICheck, gap: int, reported: bool) -> None:
+    text = "call" + " " * gap + "4155550123"  # "call" ends 28 or 29 characters before the number
+    assert found(pii, text) == ([("phone", "4155550123")] if reported else [])
+
+
+@pytest.mark.parametrize(("gap", "reported"), [(37, True), (38, False)])
+def test_pii_ssn_word_counts_within_40_characters(pii: PIICheck, gap: int, reported: bool) -> None:
+    text = "ssn" + " " * gap + "536 22 8145"  # "ssn" starts 40 or 41 characters before the number
+    assert found(pii, text) == ([("us_ssn", "536 22 8145")] if reported else [])
+
+
+@pytest.mark.parametrize(("gap", "reported"), [(57, False), (58, True)])
+def test_pii_version_word_counts_within_64_characters(pii: PIICheck, gap: int, reported: bool) -> None:
+    text = "version" + " " * gap + "81.2.69.160"  # "version" starts 64 or 65 characters before the quad
+    assert found(pii, text) == ([("ipv4", "81.2.69.160")] if reported else [])
+
+
+@pytest.mark.parametrize(
+    ("text", "addresses"),
+    [
+        ("Release candidate 81.2.69.160 is out", []),  # the version word two words back
+        ("Since the update we saw 81.2.69.160 again", ["81.2.69.160"]),  # three words back: a host
+        ("Firmware image 3.10.2.7 and 3.10.2.8 both fail", []),  # a range two words after its version word
+        ("The firmware team saw 81.2.69.160 and 81.2.69.161 drop", ["81.2.69.160", "81.2.69.161"]),
+    ],
+)
+def test_pii_version_word_distance(pii: PIICheck, text: str, addresses: list[str]) -> None:
+    assert found(pii, text) == [("ipv4", address) for address in addresses]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("host 2001:db8::81.2.69.160 now", [("ipv6", "2001:db8::81.2.69.160")]),  # an IPv4 tail is part of it
+        ("host 2001:db8::8.8.4.4 now", [("ipv6", "2001:db8::8.8.4.4")]),
+        ("The peer is fe80::1ff:fe23:4567:890a.", [("ipv6", "fe80::1ff:fe23:4567:890a")]),  # the full stop is not
+        ("fe80::1ff:fe23:4567:890a is the peer on eth0", [("ipv6", "fe80::1ff:fe23:4567:890a")]),
+        ("addr: fe80::1 up", [("ipv6", "fe80::1")]),
+        ("id fdab:cdef::ab has no digit", []),  # a valid private address, but spelt like hex words
+        ("prefix fd00:: has one group", []),
+        ("if_fe80::1 and fe80::1_lo are names", []),
+    ],
+)
+def test_pii_ipv6_span_rules(pii: PIICheck, text: str, expected: list[tuple[str, str]]) -> None:
+    assert found(pii, text) == expected

@@ -18,9 +18,10 @@ import yaml
 
 from gateway.calls.context import CallContext
 from gateway.checks.context import build_check
+from gateway.errors import PolicyDenied
 from gateway.policy.guardrails import GuardrailEngine
 from gateway.policy.store import PolicyStore
-from gateway.policy.streamguard import STEP, WINDOW, StreamGuard
+from gateway.policy.streamguard import STEP, WINDOW, StreamGuard, compose_edits
 
 DATA = Path(__file__).parent.parent / "checks" / "data"
 PAD = "Thanks for waiting. Here is everything the team asked me to pass on before the end of this week: "
@@ -70,6 +71,9 @@ TEXTS = {
 }
 TEXTS["pii+regex"] = ["mail jane@example.org and bob@example.org now", PAD + "a@b.io and c@d.io and e@f.io, ok"]
 TEXTS["secrets+pii"] = [TEXTS["secrets"][1] + " mail jane@example.org", PAD + "password: jane.doe@example.org12"]
+# Composed redactions first, then enough text that later cuts map positions across them.
+TEXTS["pii+regex"].append("mail jane@example.org and bob@example.org now, or x@y.io; " + PAD + PAD)
+TEXTS["secrets+pii"].append("password: jane.doe@example.org12 or mail bob@acme.io " + PAD + PAD)
 
 
 def dataset_paragraphs(name: str, size: int = 2 * WINDOW) -> list[str]:
@@ -189,3 +193,189 @@ async def test_stream_holds_a_long_token_whole_but_lets_compact_json_flow(tmp_pa
     got, released = await harness.streamed([compact[i : i + 10] for i in range(0, len(compact), 10)])
     assert got == compact
     assert next(i for i, piece in enumerate(released) if piece) <= (WINDOW + STEP + 20) // 10
+
+
+# ------------------------------------------------------------------ the chunks around the text, decisions, blocks
+def chunk(*choices: dict[str, object], **extra: object) -> bytes:
+    return event({"id": "s", "model": "m", "choices": list(choices), **extra})
+
+
+async def test_stream_passes_other_events_through_and_drops_chunks_with_nothing_to_send(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "p", POLICIES["pii"])
+    ctx, guard = harness.ctx(), StreamGuard(harness.engine, harness.guardrails)
+    comment, usage = b": keep-alive\n\n", chunk(usage={"prompt_tokens": 3, "completion_tokens": 2})
+    assert await guard.on_event(ctx, comment) == comment
+    role = chunk({"index": 0, "delta": {"role": "assistant"}})
+    assert await guard.on_event(ctx, role) == role  # nothing held, and a key besides content: sent as it came
+    assert await guard.on_event(ctx, chunk({"index": 0, "delta": {"content": "Mail bob@acme.io"}})) == b""  # held
+    assert await guard.on_event(ctx, chunk({"index": 0, "delta": {}})) == b""  # nothing to release, nothing else
+    assert await guard.on_event(ctx, usage) == usage
+    out = await guard.on_event(ctx, b"data: [DONE]\n\n")
+    flush, done = out.split(b"\n\n")[0], out.split(b"\n\n")[1]
+    assert orjson.loads(flush[6:]) == {
+        "id": "s",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "Mail [REDACTED:email]"}}],
+    }  # the last chunk's fields, never its usage
+    assert done == b"data: [DONE]"
+    assert ctx.decisions == [
+        {"rule": "pii-out", "policy": "p", "stage": "output", "action": "redact", "kinds": ["email"]}
+    ]
+
+
+async def test_stream_of_several_choices_and_of_completions_text(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "p", POLICIES["pii"])
+    ctx, guard = harness.ctx(), StreamGuard(harness.engine, harness.guardrails)
+    for piece in ("Mail bob", "@acme.io now"):
+        out = await guard.on_event(ctx, chunk({"index": 1, "text": piece}, {"index": 0, "text": piece.upper()}))
+        assert out == b""
+    last = await guard.on_event(ctx, chunk({"index": 0, "text": "", "finish_reason": "stop"}))
+    assert orjson.loads(last[6:])["choices"] == [
+        {"index": 0, "text": "MAIL [REDACTED:email] NOW", "finish_reason": "stop"}
+    ]
+    out = await guard.on_event(ctx, b"data: [DONE]\n\n")
+    assert orjson.loads(out.split(b"\n\n")[0][6:])["choices"] == [
+        {"index": 1, "delta": {"content": "Mail [REDACTED:email] now"}}
+    ]
+
+
+async def test_stream_records_one_decision_per_rule_however_many_windows_redact(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "p", [guardrail_yaml("pii"), guardrail_yaml("secrets").replace("redact", "warn")])
+    text = PAD + "mail bob@acme.io " + PAD + "and eve@acme.io, token ghp_kO7rRu5ykYYqhXHdO2x93CJHLS45gqIO2zVZ " + PAD
+    ctx, guard = harness.ctx(), StreamGuard(harness.engine, harness.guardrails)
+    got = ""
+    for i in range(0, len(text), 7):
+        got += content_of(await guard.on_event(ctx, chunk({"index": 0, "delta": {"content": text[i : i + 7]}})))
+    got += content_of(await guard.on_event(ctx, b"data: [DONE]\n\n"))
+    assert got == text.replace("bob@acme.io", "[REDACTED:email]").replace("eve@acme.io", "[REDACTED:email]")
+    assert ctx.decisions == [
+        {"rule": "pii-out", "policy": "p", "stage": "output", "action": "redact", "kinds": ["email"]},
+        {"rule": "secrets-out", "policy": "p", "stage": "output", "action": "warn", "kinds": ["github_token"]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (None, "The output was blocked by guardrail pii-out (pii). [rule pii-out; policy set {sha}]"),
+        ("No personal data, please.", "No personal data, please. [rule pii-out; policy set {sha}]"),
+    ],
+)
+async def test_stream_block_ends_the_stream_with_the_rules_message(
+    tmp_path: Path, message: str | None, expected: str
+) -> None:
+    rule = {"id": "pii-out", "stage": "output", "check": "pii", "action": "block", "message": message}
+    harness = Harness(tmp_path / "p", [orjson.dumps({k: v for k, v in rule.items() if v}).decode()])
+    ctx = harness.ctx()
+    guard = StreamGuard(harness.engine, harness.engine.guardrails(ctx, "output"))  # as the app: sets ctx's policy set
+    assert await guard.on_event(ctx, chunk({"index": 0, "delta": {"content": "Mail bob@acme.io"}})) == b""
+    with pytest.raises(PolicyDenied) as blocked:
+        await guard.on_event(ctx, chunk({"index": 0, "delta": {}, "finish_reason": "stop"}))
+    assert ctx.policy_sha256 and blocked.value.message == expected.format(sha=ctx.policy_sha256[:12])
+    with pytest.raises(PolicyDenied) as whole:  # the same answer non-streamed says the same
+        await harness.engine.run(harness.ctx(), "output", [({"t": "Mail bob@acme.io"}, "t")])
+    assert whole.value.message == blocked.value.message
+    assert ctx.decisions == [
+        {"rule": "pii-out", "policy": "p", "stage": "output", "action": "block", "kinds": ["email"]}
+    ]
+
+
+async def test_stream_shadow_guardrails_see_the_whole_text_at_the_end(tmp_path: Path) -> None:
+    folder = tmp_path / "p"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(f"name: a\nguardrails:\n  - {guardrail_yaml('pii')}\n")
+    (folder / "b.yaml").write_text(
+        "name: b\nmode: shadow\nguardrails:\n"
+        '  - {"id": "words", "stage": "output", "check": "keywords", "action": "block", '
+        '"params": {"words": ["acme merger"]}}\n'
+    )
+    engine = GuardrailEngine(PolicyStore(str(folder), make_check=build_check))
+    ctx = Harness.ctx()
+    guard = StreamGuard(engine, engine.guardrails(ctx, "output"))
+    pieces = ["The ac", "me mer", "ger is off; mail bob@acme.io"]
+    got = ""
+    for piece in pieces:
+        got += content_of(await guard.on_event(ctx, chunk({"index": 0, "delta": {"content": piece}})))
+    got += content_of(await guard.on_event(ctx, b"data: [DONE]\n\n"))
+    assert got == "The acme merger is off; mail [REDACTED:email]"  # shadow: reported, not enforced
+    assert ctx.decisions == [
+        {"rule": "pii-out", "policy": "a", "stage": "output", "action": "redact", "kinds": ["email"]},
+        {"rule": "words", "policy": "b", "stage": "output", "action": "block", "kinds": ["keyword"], "shadow": True},
+    ]
+
+
+async def test_stream_holds_96_characters_then_releases_32_at_a_time(tmp_path: Path) -> None:
+    """The documented delay in numbers: nothing is sent before 96 characters (WINDOW 64 + STEP 32) have arrived,
+    then 32 at a time, each time the held text reaches 96 again."""
+    harness = Harness(tmp_path / "p", POLICIES["pii"])
+    text = "x " * 100  # a word boundary at every other character: cuts land where the window says
+    _, released = await harness.streamed(list(text))
+    sent_at = [(i + 1, len(piece)) for i, piece in enumerate(released) if piece]
+    assert sent_at[:3] == [(96, 32), (128, 32), (160, 32)]
+    # A cut right before a space stays; one inside a word moves back to the word's start (128 -> 31 characters).
+    _, released = await harness.streamed(list("ab " * 60))
+    assert [(i + 1, len(piece)) for i, piece in enumerate(released) if piece][:3] == [(96, 32), (128, 31), (159, 32)]
+
+
+async def test_stream_splits_a_word_only_past_4096_held_characters(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "p", POLICIES["pii"])
+    text, word = "hello " * 20, "ab" * 2200  # then a word of 4,400 characters: held whole until 4,096 could go
+    _, released = await harness.streamed([text, word[:4150], *word[4150:4170]])
+    sent = [(i, len(piece)) for i, piece in enumerate(released) if piece]
+    assert sent == [(0, 54), (1, 66), (12, 4097)]  # the text up to the word, then 4,097 of it (4,161 held beyond)
+
+
+@pytest.mark.parametrize("before", ["", "key: "])
+async def test_stream_holds_an_unfinished_private_key_block_up_to_16_kb(tmp_path: Path, before: str) -> None:
+    harness = Harness(tmp_path / "p", POLICIES["pii"])  # the hold is the guard's, whatever the guardrails find
+    block = "-----BEGIN PRIVATE KEY-----\n" + ("MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" * 2 + "\n") * 300
+    _, released = await harness.streamed([before + block[:16384], block[16384:16385]])
+    assert released[0] == before  # 16,384 characters of the block: held, its END line may still come
+    assert released[1].startswith("-----BEGIN PRIVATE KEY-----\nMIIE")  # one more: too long for a key, released
+
+
+async def test_stream_choices_without_an_index_are_choice_0_and_usage_stays_in_its_own_chunk(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "p", POLICIES["pii"])
+    ctx, guard = harness.ctx(), StreamGuard(harness.engine, harness.guardrails)
+    assert await guard.on_event(ctx, chunk({"delta": {"content": "Mail bob@acme.io"}})) == b""
+    usage = {"prompt_tokens": 3, "completion_tokens": 2}
+    assert await guard.on_event(ctx, chunk({"delta": {"content": " now"}}, usage=usage)) == b""
+    out = await guard.on_event(ctx, b"data: [DONE]\n\n")
+    assert orjson.loads(out.split(b"\n\n")[0][6:]) == {
+        "id": "s",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "Mail [REDACTED:email] now"}}],
+    }
+
+
+async def test_stream_finish_chunk_of_an_empty_answer_still_reaches_the_client(tmp_path: Path) -> None:
+    harness = Harness(tmp_path / "p", POLICIES["pii"])
+    ctx, guard = harness.ctx(), StreamGuard(harness.engine, harness.guardrails)
+    finish = chunk({"index": 0, "delta": {}, "finish_reason": "content_filter"})
+    assert await guard.on_event(ctx, finish) == finish
+    assert await guard.on_event(ctx, b"data: [DONE]\n\n") == b"data: [DONE]\n\n"
+
+
+def apply(text: str, edits: list[tuple[int, int, str]]) -> str:
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
+
+
+ORIGINAL = "ab 123 cd 4567 ef gh"
+EDITS = [(3, 6, "[NUM]"), (10, 14, "[N]")]  # a longer and a shorter replacement
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [["gh"], ["cd"], ["ab"], ["b [N"], ["[N] e"], ["M] cd [N"], ["ab", "cd", "gh"], ["[NUM]", "[N]"], ["M", "N]"]],
+)
+def test_compose_edits_maps_a_later_guardrails_spans_onto_the_original_text(targets: list[str]) -> None:
+    """A second guardrail's spans, found in the first one's output, as edits of the original text: applying them
+    to the original gives what applying the spans to that output gives, wherever they fall."""
+    current = apply(ORIGINAL, EDITS)
+    assert current == "ab [NUM] cd [N] ef gh"
+    spans = sorted(
+        (i, i + len(t), f"<{t}>") for t in targets for i in [current.find(t, current.find(" ") if t == "N]" else 0)]
+    )
+    assert apply(ORIGINAL, compose_edits(EDITS, spans, current)) == apply(current, spans)

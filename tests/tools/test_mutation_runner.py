@@ -12,7 +12,7 @@ import pytest
 from tools.mutate.operators import list_mutants, mutated_tree
 from tools.mutate.report import ModuleResult, load_equivalent
 from tools.mutate.runner import KILLED, SURVIVED, run_mutant
-from tools.mutate.targets import TARGETS
+from tools.mutate.targets import TARGETS, Target
 
 TOY = '''
 """A toy budget rule."""
@@ -111,6 +111,12 @@ def test_score_counts_timeouts_as_killed_and_leaves_equivalents_out() -> None:
     result = ModuleResult("m", "m.py", mutants=12, killed=8, timeout=1, equivalent=2)
     result.survivors = [{"id": "x", "line": 1}]
     assert (result.survived, round(result.score, 1)) == (1, 90.0)
+
+
+def test_a_target_may_shorten_the_mutant_timeout_but_not_below_twice_its_baseline() -> None:
+    assert Target("a", "a.py", ("t.py",)).mutant_timeout(2.0) == 38.0
+    assert Target("b", "b.py", ("t.py",), timeout_s=12).mutant_timeout(2.0) == 12
+    assert Target("c", "c.py", ("t.py",), timeout_s=12).mutant_timeout(9.0) == 18.0
 
 
 def test_equivalent_list_names_only_known_modules_and_says_why() -> None:

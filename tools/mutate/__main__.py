@@ -42,7 +42,7 @@ def mutate(
     base_s, modules = baseline(target.tests, log=log)
     warmed = preload(modules)
     cold = frozenset(importers_of(target.module, ROOT))
-    timeout_s = 4 * base_s + 30  # generous: the machine is shared, and a slow run is not a hang
+    timeout_s = target.mutant_timeout(base_s)
     reload_works = _passes_unmutated(target, source, path, timeout_s, cold=cold, function=None, log=log)
     if not reload_works:  # some modules' tests break when the app's modules are imported twice: swap code only
         hot = next((m.function for m in mutants if m.function is not None), None)

@@ -10,6 +10,15 @@ class Target:
     name: str
     path: str  # the module's file, relative to the repository root
     tests: tuple[str, ...]  # pytest arguments: files or file::test ids (relative to the repository root), -k
+    timeout_s: float | None = None  # a mutant's time limit; default 4 x baseline + 30 s
+
+    def mutant_timeout(self, baseline_s: float) -> float:
+        """Seconds a mutant may run before it counts as a timeout: generous by default (the machine is shared, and
+        a slow run is not a hang); a module whose loops hang under mutation sets a shorter limit, which never falls
+        below twice the baseline."""
+        if self.timeout_s is None:
+            return 4 * baseline_s + 30
+        return max(self.timeout_s, 2 * baseline_s)
 
     @property
     def module(self) -> str:
@@ -36,7 +45,7 @@ TARGETS: tuple[Target, ...] = (
     Target("injection", "gateway/checks/injection.py", ("tests/checks/test_injection.py",)),
     Target("audit_chain", "gateway/audit/chain.py", _AUDIT),
     Target("audit_retention", "gateway/audit/retention.py", ("tests/audit/test_audit_retention.py",)),
-    Target("approvals", "gateway/approvals/service.py", ("tests/approvals/test_review_findings.py",)),
+    Target("approvals", "gateway/approvals/service.py", ("tests/approvals/test_service.py",)),
     Target("evals_baseline", "gateway/evals/baseline.py", ("tests/evals/test_baseline.py",)),
     Target("evals_datasets", "gateway/evals/datasets.py", ("tests/evals/test_datasets.py",)),
     Target("eval_assertions", "gateway/evals/assertions/deterministic.py", _ASSERTIONS),
@@ -46,10 +55,9 @@ TARGETS: tuple[Target, ...] = (
     Target("evals_spec", "gateway/evals/spec.py", ("tests/evals/test_spec.py",)),
     Target("evals_templating", "gateway/evals/templating.py", ("tests/evals/test_templating.py",)),
     Target("evals_reports", "gateway/evals/reports.py", ("tests/evals/test_reports.py",)),
-    # Another engineer is changing these four and their tests: they run last, after the others.
-    Target("streamguard", "gateway/policy/streamguard.py", ("tests/test_hot_path.py",)),
+    Target("streamguard", "gateway/policy/streamguard.py", ("tests/policy/test_streamguard.py",)),
     Target("secrets", "gateway/checks/secrets.py", ("tests/checks/test_secrets.py",)),
-    Target("pii", "gateway/checks/pii.py", _PII),
+    Target("pii", "gateway/checks/pii.py", _PII, timeout_s=12),  # its scanning loops' mutants hang: 12 s, not 40
     Target("pii_formats", "gateway/checks/pii_formats.py", _PII),
 )
 

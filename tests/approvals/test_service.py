@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import StaticPool
 
 from gateway.approvals.service import ApprovalService
 from gateway.audit.events import AuditEvent
@@ -58,9 +58,11 @@ class Notifier:
 
 
 @pytest.fixture
-async def db() -> AsyncIterator[Database]:
-    url = "sqlite+aiosqlite://"  # in memory, one connection shared by every session: a few ms per test
-    engine = create_async_engine(url, poolclass=StaticPool)
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    # A file, so each transaction has its own connection as in production (one in-memory connection shared by every
+    # session let two racing releases interleave inside one transaction and both count a row as moved).
+    url = f"sqlite+aiosqlite:///{tmp_path / 'approvals.db'}"
+    engine = create_async_engine(url)
     async with engine.begin() as connection:
         await connection.run_sync(ApprovalRequest.__table__.create)  # type: ignore[attr-defined]
     yield Database(url, engine)

@@ -33,11 +33,11 @@ async def find_call(db: Database, shipper: UsageShipper, request_id: str, *, wai
     if record is not None:
         return record
     deadline = anyio.current_time() + wait_s
-    while True:
-        try:
-            await shipper.flush()  # this process's records: in the database when it returns
-        except SQLAlchemyError as exc:  # the shipper retries on its own; the read below says what is there
-            log.debug("flushing usage records for %s failed: %s", request_id, exc)
+    try:
+        await shipper.flush()  # this process's records, once: in the database when it returns
+    except SQLAlchemyError as exc:  # the shipper retries on its own; the reads below say what is there
+        log.debug("flushing usage records for %s failed: %s", request_id, exc)
+    while True:  # another process's records arrive with its shipper: poll, bounded
         record = await read_call(db, request_id)
         if record is not None or anyio.current_time() >= deadline:
             return record

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from gateway.routers.admin import caller
 
 router = APIRouter(prefix="/admin/evals", tags=["evals"])
-READERS = ("admin", "member", "approver", "viewer")
+READERS = ("admin", "viewer")  # runs hold every team's case outputs: read like usage and audit
 WRITERS = ("admin", "member")  # the eval runner's key stores its runs; viewers only read
 
 

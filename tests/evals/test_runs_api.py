@@ -62,5 +62,10 @@ async def test_bad_results_unknown_runs_and_readers_get_openai_shaped_errors(cli
     assert r.status_code == 400 and r.json()["error"]["param"] == "status"
     r = await client.post("/admin/evals/runs", headers=viewer, json=make_result())
     assert r.status_code == 403
+    member = await key(client, "member")  # runs hold every team's case outputs: members store them, never read them
+    stored = make_result()
+    assert (await client.post("/admin/evals/runs", headers=member, json=stored)).status_code == 201
+    assert (await client.get("/admin/evals/runs", headers=member)).status_code == 403
+    assert (await client.get(f"/admin/evals/runs/{stored['run_id']}", headers=member)).status_code == 403
     r = await client.get("/admin/evals/runs", headers={"authorization": "Bearer sk-nope"})
     assert r.status_code == 401
